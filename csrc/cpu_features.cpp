@@ -1,0 +1,83 @@
+#include "cpu_features.h"
+
+#include <cpuid.h>
+#include <cstdint>
+#include <cstring>
+
+namespace fastdistilbert {
+namespace {
+
+void cpuid(uint32_t leaf, uint32_t subleaf, uint32_t r[4]) {
+  __cpuid_count(leaf, subleaf, r[0], r[1], r[2], r[3]);
+}
+
+uint64_t xgetbv0() {
+  uint32_t eax, edx;
+  // xgetbv with ecx=0; encoded as bytes so no -mxsave flag is needed for this TU.
+  __asm__ volatile(".byte 0x0f, 0x01, 0xd0" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (static_cast<uint64_t>(edx) << 32) | eax;
+}
+
+CpuFeatures detect() {
+  CpuFeatures f;
+  uint32_t r[4];
+  cpuid(0, 0, r);
+  const uint32_t max_leaf = r[0];
+  char vendor[13];
+  std::memcpy(vendor + 0, &r[1], 4);
+  std::memcpy(vendor + 4, &r[3], 4);
+  std::memcpy(vendor + 8, &r[2], 4);
+  vendor[12] = 0;
+  f.vendor = vendor;
+
+  cpuid(0x80000000u, 0, r);
+  if (r[0] >= 0x80000004u) {
+    char brand[49];
+    for (uint32_t i = 0; i < 3; ++i) {
+      cpuid(0x80000002u + i, 0, r);
+      std::memcpy(brand + 16 * i, r, 16);
+    }
+    brand[48] = 0;
+    f.brand = brand;
+    // trim spaces
+    auto b = f.brand.find_first_not_of(' ');
+    auto e = f.brand.find_last_not_of(' ');
+    f.brand = b == std::string::npos ? "" : f.brand.substr(b, e - b + 1);
+  }
+
+  if (max_leaf < 1) return f;
+  cpuid(1, 0, r);
+  const bool osxsave = (r[2] >> 27) & 1;
+  const bool avx = (r[2] >> 28) & 1;
+  f.fma = (r[2] >> 12) & 1;
+  if (osxsave && avx) {
+    const uint64_t xcr0 = xgetbv0();
+    f.os_avx = (xcr0 & 0x6) == 0x6;
+    f.os_avx512 = f.os_avx && (xcr0 & 0xe0) == 0xe0;
+  }
+  if (max_leaf < 7) return f;
+  cpuid(7, 0, r);
+  const uint32_t ebx = r[1], ecx = r[2], edx = r[3];
+  f.avx2 = f.os_avx && ((ebx >> 5) & 1);
+  f.fma = f.os_avx && f.fma;
+  f.avx512f = f.os_avx512 && ((ebx >> 16) & 1);
+  f.avx512dq = f.os_avx512 && ((ebx >> 17) & 1);
+  f.avx512bw = f.os_avx512 && ((ebx >> 30) & 1);
+  f.avx512vl = f.os_avx512 && ((ebx >> 31) & 1);
+  f.avx512vnni = f.os_avx512 && ((ecx >> 11) & 1);
+  f.amx_tile = (edx >> 24) & 1;
+  f.amx_int8 = (edx >> 25) & 1;
+  cpuid(7, 1, r);
+  f.avxvnni = f.os_avx && ((r[0] >> 4) & 1);
+  f.avx512bf16 = f.os_avx512 && ((r[0] >> 5) & 1);
+  return f;
+}
+
+}  // namespace
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures features = detect();
+  return features;
+}
+
+}  // namespace fastdistilbert

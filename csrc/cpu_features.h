@@ -1,0 +1,28 @@
+// CPU feature detection with CPUID + XGETBV. Compiled without ISA flags.
+#pragma once
+#include <string>
+
+namespace fastdistilbert {
+
+struct CpuFeatures {
+  bool avx2 = false;
+  bool fma = false;
+  bool avxvnni = false;       // AVX-VNNI (VEX-encoded vpdpbusd on ymm)
+  bool avx512f = false;
+  bool avx512bw = false;
+  bool avx512vl = false;
+  bool avx512dq = false;
+  bool avx512vnni = false;
+  bool avx512bf16 = false;
+  bool amx_tile = false;
+  bool amx_int8 = false;
+  bool os_avx = false;        // XCR0 has XMM|YMM state enabled
+  bool os_avx512 = false;     // XCR0 has opmask|ZMM_Hi256|Hi16_ZMM state enabled
+  std::string vendor;
+  std::string brand;
+};
+
+// Detected once, cached; thread-safe (function-local static).
+const CpuFeatures& cpu_features();
+
+}  // namespace fastdistilbert

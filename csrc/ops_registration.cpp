@@ -1,0 +1,62 @@
+// The one glue file: registers every op under TORCH_LIBRARY(fastdistilbert, ...).
+// Kernel bodies live in the torch-free kernels_<isa>.cpp files; this file validates inputs,
+// splits work with at::parallel_for and calls the active variant.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include "cpu_features.h"
+#include "dispatch.h"
+
+namespace fastdistilbert {
+namespace {
+
+std::vector<std::string> op_available_isas() { return available_isas(); }
+std::vector<std::string> op_compiled_isas() { return compiled_isas(); }
+std::string op_active_isa() { return active_kernels().name; }
+void op_set_isa(const std::string& name) { set_isa(name); }
+
+std::vector<std::string> op_cpu_features() {
+  const auto& f = cpu_features();
+  std::vector<std::string> out;
+  auto add = [&](bool b, const char* n) {
+    if (b) out.emplace_back(n);
+  };
+  add(f.avx2, "avx2");
+  add(f.fma, "fma");
+  add(f.avxvnni, "avx_vnni");
+  add(f.avx512f, "avx512f");
+  add(f.avx512bw, "avx512bw");
+  add(f.avx512vl, "avx512vl");
+  add(f.avx512dq, "avx512dq");
+  add(f.avx512vnni, "avx512_vnni");
+  add(f.avx512bf16, "avx512_bf16");
+  add(f.amx_tile, "amx_tile");
+  add(f.amx_int8, "amx_int8");
+  return out;
+}
+
+std::string op_cpu_brand() { return cpu_features().brand; }
+
+// Exactness probe of one named variant: sum(a[i] * b[i]) with a u8, b s8.
+int64_t op_dot_u8s8(const at::Tensor& a, const at::Tensor& b, const std::string& isa) {
+  TORCH_CHECK(a.scalar_type() == at::kByte, "dot_u8s8: a must be uint8, got ", a.scalar_type());
+  TORCH_CHECK(b.scalar_type() == at::kChar, "dot_u8s8: b must be int8, got ", b.scalar_type());
+  TORCH_CHECK(a.dim() == 1 && b.dim() == 1 && a.numel() == b.numel(), "dot_u8s8: a and b must be 1-D of equal length");
+  auto ac = a.contiguous();
+  auto bc = b.contiguous();
+  const KernelTable& k = isa.empty() ? active_kernels() : kernels_for(isa);
+  return k.dot_u8s8(ac.data_ptr<uint8_t>(), bc.data_ptr<int8_t>(), ac.numel());
+}
+
+}  // namespace
+}  // namespace fastdistilbert
+
+TORCH_LIBRARY(fastdistilbert, m) {
+  m.def("available_isas() -> str[]", &fastdistilbert::op_available_isas);
+  m.def("compiled_isas() -> str[]", &fastdistilbert::op_compiled_isas);
+  m.def("active_isa() -> str", &fastdistilbert::op_active_isa);
+  m.def("set_isa(str name) -> ()", &fastdistilbert::op_set_isa);
+  m.def("cpu_features() -> str[]", &fastdistilbert::op_cpu_features);
+  m.def("cpu_brand() -> str", &fastdistilbert::op_cpu_brand);
+  m.def("dot_u8s8(Tensor a, Tensor b, str isa=\"\") -> int", &fastdistilbert::op_dot_u8s8);
+}

@@ -1,0 +1,76 @@
+"""Builds the C++ extension `fastdistilbert._C`.
+
+Each kernel translation unit is compiled with its own ISA flags and nothing else gets them:
+shared code (torch, the STL, the dispatcher) is compiled for baseline x86-64 so that importing
+the extension can never raise SIGILL on a CPU that lacks AVX-512. Never -march=native.
+"""
+import os
+from pathlib import Path
+
+from setuptools import setup
+from torch.utils.cpp_extension import BuildExtension, CppExtension
+
+CSRC = Path("csrc")
+
+# Per-translation-unit ISA flags, keyed by file name.
+ISA_FLAGS = {
+    "kernels_ref.cpp": [],
+    "kernels_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"],
+    "kernels_avxvnni.cpp": ["-mavx2", "-mfma", "-mf16c", "-mavxvnni"],
+    "kernels_avx512vnni.cpp": [
+        "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni",
+        "-mavx2", "-mfma", "-mf16c",
+    ],
+}
+
+DEBUG = os.environ.get("FASTDISTILBERT_DEBUG_BUILD") == "1"
+SANITIZE = os.environ.get("FASTDISTILBERT_SANITIZE", "")  # e.g. "address,undefined"
+
+# -ffp-contract=off: no variant may fuse a*b+c into an FMA on its own, so the fp32 epilogues
+# of every ISA round exactly like the scalar reference.
+common = ["-O3", "-std=c++17", "-fopenmp", "-ffp-contract=off", "-Wall", "-Wno-unused-function"]
+link = ["-fopenmp"]
+if DEBUG:
+    common = ["-O1", "-g", "-std=c++17", "-fopenmp", "-ffp-contract=off", "-fno-omit-frame-pointer"]
+if SANITIZE:
+    common += [f"-fsanitize={SANITIZE}", "-fno-sanitize-recover=all"]
+    link += [f"-fsanitize={SANITIZE}"]
+
+
+class IsaBuildExtension(BuildExtension):
+    """BuildExtension that appends each kernel file's own ISA flags when that file is compiled."""
+
+    def build_extension(self, ext):
+        wrapped = self.compiler._compile
+
+        def compile_with_isa_flags(obj, src, ext_, cc_args, extra_postargs, pp_opts):
+            flags = ISA_FLAGS.get(Path(src).name)
+            if flags:
+                extra_postargs = dict(extra_postargs) if isinstance(extra_postargs, dict) else list(extra_postargs)
+                if isinstance(extra_postargs, dict):
+                    extra_postargs["cxx"] = list(extra_postargs["cxx"]) + flags
+                else:
+                    extra_postargs = extra_postargs + flags
+            return wrapped(obj, src, ext_, cc_args, extra_postargs, pp_opts)
+
+        self.compiler._compile = compile_with_isa_flags
+        try:
+            super().build_extension(ext)
+        finally:
+            self.compiler._compile = wrapped
+
+
+sources = sorted(str(p) for p in CSRC.glob("*.cpp"))
+
+setup(
+    ext_modules=[
+        CppExtension(
+            "fastdistilbert._C",
+            sources,
+            include_dirs=[str(CSRC.resolve())],
+            extra_compile_args={"cxx": common},
+            extra_link_args=link,
+        )
+    ],
+    cmdclass={"build_ext": IsaBuildExtension.with_options(use_ninja=False)},
+)

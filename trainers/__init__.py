@@ -1,0 +1,1 @@
+"""Trainers for block pruning, distillation and quantization-aware training (fastdistilbert.trainers)."""
