@@ -5,6 +5,7 @@ shared code (torch, the STL, the dispatcher) is compiled for baseline x86-64 so 
 the extension can never raise SIGILL on a CPU that lacks AVX-512. Never -march=native.
 """
 import os
+import shutil
 from pathlib import Path
 
 from setuptools import setup
@@ -58,6 +59,16 @@ class IsaBuildExtension(BuildExtension):
             super().build_extension(ext)
         finally:
             self.compiler._compile = wrapped
+
+    def copy_file(self, infile, outfile, *args, **kwargs):
+        """Replaces the in-place .so atomically (copy, then rename): a process that has the old
+        library mapped keeps running instead of crashing on a file truncated under it."""
+        if not str(outfile).endswith(".so"):
+            return super().copy_file(infile, outfile, *args, **kwargs)
+        tmp = f"{outfile}.tmp{os.getpid()}"
+        shutil.copyfile(infile, tmp)
+        os.replace(tmp, outfile)
+        return outfile, 1
 
 
 sources = sorted(str(p) for p in CSRC.glob("*.cpp"))
