@@ -13,16 +13,24 @@ from torch.utils.cpp_extension import BuildExtension, CppExtension
 
 CSRC = Path("csrc")
 
-# Per-translation-unit ISA flags, keyed by file name.
+# Per-translation-unit ISA flags, keyed by the file name's suffix: `csrc/<anything>_<isa>.cpp`
+# is compiled with that ISA's flags and nothing else is. Such files must stay torch- and STL-free.
 ISA_FLAGS = {
-    "kernels_ref.cpp": [],
-    "kernels_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"],
-    "kernels_avxvnni.cpp": ["-mavx2", "-mfma", "-mf16c", "-mavxvnni"],
-    "kernels_avx512vnni.cpp": [
+    "_ref.cpp": [],
+    "_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"],
+    "_avxvnni.cpp": ["-mavx2", "-mfma", "-mf16c", "-mavxvnni"],
+    "_avx512vnni.cpp": [
         "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni",
         "-mavx2", "-mfma", "-mf16c",
     ],
 }
+
+
+def isa_flags(source: str) -> list[str]:
+    for suffix, flags in ISA_FLAGS.items():
+        if source.endswith(suffix):
+            return flags
+    return []
 
 DEBUG = os.environ.get("FASTDISTILBERT_DEBUG_BUILD") == "1"
 SANITIZE = os.environ.get("FASTDISTILBERT_SANITIZE", "")  # e.g. "address,undefined"
@@ -45,7 +53,7 @@ class IsaBuildExtension(BuildExtension):
         wrapped = self.compiler._compile
 
         def compile_with_isa_flags(obj, src, ext_, cc_args, extra_postargs, pp_opts):
-            flags = ISA_FLAGS.get(Path(src).name)
+            flags = isa_flags(Path(src).name)
             if flags:
                 extra_postargs = dict(extra_postargs) if isinstance(extra_postargs, dict) else list(extra_postargs)
                 if isinstance(extra_postargs, dict):
