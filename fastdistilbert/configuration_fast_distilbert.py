@@ -43,7 +43,7 @@ class FastDistilBertConfig(DistilBertConfig):
 
     quantization: dict | None = None
 
-    def validate_quantization(self) -> None:
+    def check_quantization(self) -> None:
         """Refuses a quantization section this version cannot read (a newer format, an unknown mode)."""
         q = self.quantization
         if q is None:

@@ -76,7 +76,7 @@ class _FastCheckpointMixin:
             return cls._from_bert_checkpoint(path, kwargs)
         if not isinstance(config, FastDistilBertConfig):
             config = FastDistilBertConfig.from_distilbert_config(config)
-        config.validate_quantization()
+        config.check_quantization()
         if os.path.isdir(path) or not kwargs.get("local_files_only", False):
             check_checkpoint(path, config, **kwargs)
         model = super().from_pretrained(path, *model_args, config=config, **kwargs)
@@ -166,7 +166,7 @@ def _as_fast_config(config) -> FastDistilBertConfig:
     """Accepts a vanilla DistilBertConfig too (same fields, fp32), and refuses an unreadable quantization section."""
     if not isinstance(config, FastDistilBertConfig):
         config = FastDistilBertConfig.from_distilbert_config(config)
-    config.validate_quantization()
+    config.check_quantization()
     return config
 
 
