@@ -1,0 +1,38 @@
+"""`fastdistilbert` console script: one sub-command per module in `fastdistilbert.commands`.
+
+Each command module exposes `add_parser(subparsers)` and `run(args) -> int`. A user mistake (`UserError`, a
+missing file) is printed as one line on stderr with exit code 2, not as a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import UserError
+
+COMMANDS = ("info", "convert")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastdistilbert", description="Fast DistilBERT question answering on CPUs.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f".commands.{name}", __package__).add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (UserError, FileNotFoundError, FileExistsError) as exc:
+        print(f"fastdistilbert {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fastdistilbert {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

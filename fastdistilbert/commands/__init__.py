@@ -1,0 +1,1 @@
+"""Sub-commands of the `fastdistilbert` console script (see fastdistilbert.cli)."""

@@ -1,0 +1,39 @@
+"""`fastdistilbert convert SRC DST`: any DistilBERT / BERT QA checkpoint -> a Fast checkpoint (INT8 by default)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ..errors import UserError
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("convert", help="convert a DistilBERT/BERT QA checkpoint into a Fast checkpoint",
+                              description=__doc__)
+    p.add_argument("src", help="checkpoint directory (distilbert, bert or fast_distilbert)")
+    p.add_argument("dst", help="output directory (must not hold a checkpoint unless --overwrite)")
+    p.add_argument("--fp32", action="store_true", help="keep fp32 weights (no quantization)")
+    p.add_argument("--overwrite", action="store_true", help="replace a checkpoint already in DST")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import fastdistilbert as fd
+
+    src, dst = Path(args.src), Path(args.dst)
+    if not src.is_dir():
+        raise UserError(f"source checkpoint {src} is not a directory")
+    if src.resolve() == dst.resolve():
+        raise UserError("source and destination are the same directory; choose another DST")
+    model = fd.FastDistilBertForQuestionAnswering.from_pretrained(src)
+    if not args.fp32 and not model.config.is_quantized:
+        fd.quantize_model(model)
+    model.save_pretrained(dst, overwrite=args.overwrite)
+    copied = [name for name in TOKENIZER_FILES if (src / name).exists()]
+    for name in copied:
+        shutil.copyfile(src / name, dst / name)
+    mode = "fp32" if not model.config.is_quantized else f"INT8 ({model.config.quantization['activation']} activations)"
+    print(f"wrote {mode} Fast checkpoint to {dst}" + (f" with tokenizer files {', '.join(copied)}" if copied else ""))
+    return 0
