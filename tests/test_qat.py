@@ -1,0 +1,219 @@
+"""QAT: fake quantization through the runtime's module, observers, and integer-exact export."""
+from __future__ import annotations
+
+import pytest
+import torch
+from test_trainers_support import tiny_qa_dataset, tiny_qa_model, tiny_training_args
+from transformers import HfArgumentParser, default_data_collator
+
+from fastdistilbert import quantization as Q
+from fastdistilbert.modules import QuantizedLinear
+from fastdistilbert.trainers.arguments import QATArguments
+from fastdistilbert.trainers.callbacks import ObserverFreezeCallback
+from fastdistilbert.trainers.pruning import BlockPruner
+from fastdistilbert.trainers.qat import FakeQuantLinear, export_to_fast, fake_quant_linears, prepare_qat
+from fastdistilbert.trainers.trainer import CompressionTrainer
+
+U = 2.0**-24  # fp32 unit roundoff
+
+
+def _features(n=8, seed=3):
+    batch = default_data_collator(tiny_qa_dataset(n, seed=seed, labels=False))
+    return batch["input_ids"], batch["attention_mask"]
+
+
+def _observed_qat_model(seed=0, sparsity=0.5, **qat):
+    """A pruned QAT model whose observers have seen one batch (momentum 1: range = that batch)."""
+    model = tiny_qa_model(seed, dim=64, hidden_dim=128)
+    pruner = BlockPruner(model)
+    pruner.compute_magnitude_masks(sparsity)
+    pruner.apply_masks()
+    prepare_qat(model, QATArguments(observer_momentum=1.0, **qat))
+    ids, mask = _features(seed=seed)
+    model.train()(input_ids=ids, attention_mask=mask)
+    return model.eval()
+
+
+def test_prepare_qat_shares_parameters_and_keeps_state_dict_keys():
+    model = tiny_qa_model()
+    before = dict(model.named_parameters())
+    prepare_qat(model)
+    layers = fake_quant_linears(model)
+    assert len(layers) == 12 and all(isinstance(m, torch.nn.Linear) for m in layers.values())
+    after = dict(model.named_parameters())
+    assert all(after[name] is param for name, param in before.items())
+    with pytest.raises(ValueError, match="called twice"):
+        prepare_qat(model)
+
+
+def test_forward_is_the_shared_fake_quant_formula():
+    model = _observed_qat_model()
+    layer = model.distilbert.transformer.layer[0].ffn.lin1
+    x = torch.randn(5, 64)
+    scale, zero_point = Q.activation_params(layer.act_lo, layer.act_hi)
+    expected = torch.nn.functional.linear(Q.fake_quantize_activation(x, scale, zero_point),
+                                          Q.fake_quantize_weight(layer.weight), layer.bias)
+    assert torch.equal(layer(x), expected)
+
+
+def test_observer_follows_ema_until_frozen():
+    layer = FakeQuantLinear(4, 4, momentum=0.25).train()
+    layer(torch.tensor([[-1.0, 2.0, 0.0, 0.5]]))
+    assert (layer.act_lo.item(), layer.act_hi.item()) == (-1.0, 2.0)
+    layer(torch.tensor([[-3.0, 6.0, 0.0, 0.0]]))
+    assert (layer.act_lo.item(), layer.act_hi.item()) == (-1.5, 3.0)
+    layer.observer_frozen.fill_(True)
+    layer(torch.tensor([[-30.0, 60.0, 0.0, 0.0]]))
+    assert (layer.act_lo.item(), layer.act_hi.item()) == (-1.5, 3.0)
+    with pytest.raises(RuntimeError, match="no activation range"):
+        FakeQuantLinear(4, 4).eval()(torch.zeros(1, 4))
+
+
+def test_learned_ranges_get_gradients_only_after_freeze():
+    layer = FakeQuantLinear(8, 4, observer="learned").train()
+    x = torch.randn(16, 8)
+    layer(x).pow(2).sum().backward()
+    assert layer.act_lo.grad is None and layer.act_hi.grad is None
+    layer.observer_frozen.fill_(True)
+    layer(x * 1.5).pow(2).sum().backward()  # values beyond the range: the clipping bound must move
+    assert layer.act_hi.grad is not None and layer.act_hi.grad.abs().item() > 0
+
+
+def test_observer_freeze_callback_stops_range_updates_at_the_step(tmp_path):
+    model = tiny_qa_model()
+    prepare_qat(model, QATArguments(observer_momentum=0.5, freeze_observers_step=3))
+    layer = model.distilbert.transformer.layer[1].attention.q_lin
+    seen = []
+
+    class Record(ObserverFreezeCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            seen.append((state.global_step, layer.act_hi.item(), bool(layer.observer_frozen)))
+
+    trainer = CompressionTrainer(model=model, args=tiny_training_args(tmp_path, max_steps=6),
+                                 train_dataset=tiny_qa_dataset(),
+                                 callbacks=[ObserverFreezeCallback(QATArguments(freeze_observers_step=3)), Record(QATArguments())])
+    trainer.train()
+    assert [frozen for _, _, frozen in seen] == [False, False, True, True, True, True]
+    his = [hi for _, hi, _ in seen]
+    assert len(set(his[:3])) == 3 and len(set(his[2:])) == 1
+
+
+def test_export_is_integer_exact():
+    model = _observed_qat_model()
+    fast = export_to_fast(model)
+    quantized = {n: m for n, m in fast.named_modules() if isinstance(m, QuantizedLinear)}
+    assert quantized.keys() == fake_quant_linears(model).keys()
+    for name, layer in fake_quant_linears(model).items():
+        exported = quantized[name]
+        assert exported.weight.dtype == torch.int8 and exported.input_zero_point.dtype == torch.int32
+        # the fp32 weight the QAT forward multiplies with is exactly int8 code x exported scale
+        assert torch.equal(Q.fake_quantize_weight(layer.weight), Q.dequantize_weight(exported.weight, exported.weight_scale))
+        codes, scale = Q.quantize_weight(layer.weight.detach())
+        assert torch.equal(exported.weight, codes) and torch.equal(exported.weight_scale, scale)
+        act_scale, act_zero_point = layer.activation_qparams()
+        assert torch.equal(exported.input_scale, act_scale) and torch.equal(exported.input_zero_point, act_zero_point)
+        assert torch.equal(exported.bias, layer.bias.detach())
+        # pruned blocks stay exactly zero in the int8 weight (tiny unpruned weights may round to 0 too)
+        pruned = layer.weight.detach() == 0
+        assert pruned.float().mean() >= 0.5 and torch.all(exported.weight[pruned] == 0)
+
+
+def _capture_linear_inputs(fast, ids, mask):
+    inputs, hooks = {}, []
+    for name, module in fast.named_modules():
+        if isinstance(module, QuantizedLinear):
+            hooks.append(module.register_forward_hook(lambda m, a, out, name=name: inputs.__setitem__(name, a[0])))
+    with torch.no_grad():
+        logits = fast(input_ids=ids, attention_mask=mask)
+    for hook in hooks:
+        hook.remove()
+    return inputs, logits
+
+
+def test_each_layer_matches_the_int8_layer_within_the_fp32_summation_bound():
+    """Same input, same codes: the QAT layer sums the products (q_k - z) s * w_k s_w in fp32 (each product of
+    two once-rounded factors, summed in any order), the INT8 layer sums them exactly in integers and scales
+    once. Standard error analysis (Higham, ch. 3) bounds the difference by
+        gamma_{K+5} * s * s_w * sum_k |q_k - z| |w_k|  +  2u (|y| + |b|),    gamma_n = n u / (1 - n u),
+    K = in_features: K+2 roundings in the fp32 dot product and factors, 3 in the integer path's epilogue."""
+    model = _observed_qat_model(seed=1)
+    fast = export_to_fast(model)
+    ids, mask = _features(seed=1)
+    inputs, _ = _capture_linear_inputs(fast, ids, mask)
+    exported = dict(fast.named_modules())
+    for name, layer in fake_quant_linears(model).items():
+        x = inputs[name]
+        with torch.no_grad():
+            y_qat, y_int8 = layer(x), exported[name](x)
+        scale, zero_point = layer.activation_qparams()
+        codes = Q.quantize_activation(x, scale, zero_point).double() - float(zero_point)
+        w_codes = exported[name].weight.double()
+        magnitude = (codes.abs() @ w_codes.abs().t()) * (float(scale) * exported[name].weight_scale.double())
+        K = layer.in_features
+        gamma = (K + 5) * U / (1 - (K + 5) * U)
+        bound = gamma * magnitude + 2 * U * (y_int8.double().abs() + layer.bias.double().abs())
+        assert torch.all((y_qat.double() - y_int8.double()).abs() <= bound), name
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_logits_match_the_qat_model_within_derived_tolerance(seed):
+    """End to end the models differ only where a layer's fp32 summation error (bounded above) pushes a value of
+    the next layer's input across a rounding boundary of its quantizer: that element's u8 code moves by one
+    step s_x. A flip needs x/s_x within ~K u |x|/s_x <= K u 255 (~2e-3 for K = 128) of a boundary, so a fraction
+    p ~ 1e-3 of the N quantized elements flip, each by one step, while quantization itself moves EVERY element by
+    a uniform error of RMS s_x/sqrt(12). Summing independent contributions, the export error relative to the
+    quantization noise |logits_qat - logits_fp32| is about sqrt(p N) s / (sqrt(N) s / sqrt(12)) = sqrt(12 p) ~ 0.1:
+    we allow 10% of the noise (plus 4 ulp of the logits for their own fp32 rounding). A systematic export error
+    is larger: every zero point off by one (another rounding convention) measures 20-40% of the noise on these
+    models, and the end of the test checks that it fails the tolerance."""
+    model = _observed_qat_model(seed=seed)
+    fast = export_to_fast(model)
+    ids, mask = _features(seed=seed)
+    with torch.no_grad():
+        qat = model(input_ids=ids, attention_mask=mask)
+        int8 = fast(input_ids=ids, attention_mask=mask)
+        for layer in fake_quant_linears(model).values():  # the fp32 model: same weights, no quantization
+            layer.observer_frozen.fill_(True)
+        fp32 = _float_logits(model, ids, mask)
+    for key in ("start_logits", "end_logits"):
+        noise = (qat[key] - fp32[key]).abs().max()
+        tolerance = 0.1 * noise + 4 * U * qat[key].abs().max()
+        assert noise > 0
+        assert (qat[key] - int8[key]).abs().max() <= tolerance, key
+    for module in fast.modules():
+        if isinstance(module, QuantizedLinear):
+            module.input_zero_point.add_(1)
+    with torch.no_grad():
+        corrupted = fast(input_ids=ids, attention_mask=mask)
+    noise = (qat.start_logits - fp32["start_logits"]).abs().max()
+    assert (qat.start_logits - corrupted.start_logits).abs().max() > 0.1 * noise + 4 * U * qat.start_logits.abs().max()
+
+
+def _float_logits(model, ids, mask):
+    """Logits of the QAT model with every FakeQuantLinear computing a plain fp32 Linear."""
+    originals = {}
+    for layer in fake_quant_linears(model).values():
+        originals[layer] = layer.forward
+        layer.forward = lambda x, layer=layer: torch.nn.functional.linear(x, layer.weight, layer.bias)
+    try:
+        out = model(input_ids=ids, attention_mask=mask)
+    finally:
+        for layer, forward in originals.items():
+            layer.forward = forward
+    return {"start_logits": out.start_logits, "end_logits": out.end_logits}
+
+
+def test_export_without_observed_ranges_is_a_clear_error():
+    model = prepare_qat(tiny_qa_model())
+    with pytest.raises(RuntimeError, match="no activation range"):
+        export_to_fast(model)
+    with pytest.raises(ValueError, match="prepare_qat"):
+        export_to_fast(tiny_qa_model())
+
+
+def test_qat_arguments_parse_and_validate():
+    (args,) = HfArgumentParser(QATArguments).parse_args_into_dataclasses(
+        ["--activation_observer", "learned", "--freeze_observers_step", "10"])
+    assert args.activation_observer == "learned" and args.freeze_observers_step == 10
+    with pytest.raises(ValueError, match="needs freeze_observers_step"):
+        QATArguments(activation_observer="learned")

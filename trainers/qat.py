@@ -1,0 +1,148 @@
+"""Quantization-aware training with the runtime's own quantization formulas, and export to the INT8 model.
+
+`prepare_qat(model)` swaps the target Linear layers (DistilBERT's encoder Linears by default, the ones the
+runtime quantizes) for `FakeQuantLinear`, in place. A FakeQuantLinear IS an nn.Linear with the same
+`weight`/`bias` Parameters (optimizers, pruning masks and state-dict keys are unaffected) whose forward is
+
+    y = F.linear(fake_quantize_activation(x, s_x, z_x), fake_quantize_weight(W), b)
+
+with `fastdistilbert.quantization`'s functions (s8 symmetric per-channel weights; u8 asymmetric per-tensor
+activations, (s_x, z_x) = activation_params(lo, hi)). The input range [lo, hi] is observed during training
+(moving average of batch min/max, all-reduced over processes so every rank sees the global batch) until
+`ObserverFreezeCallback` freezes it; with `activation_observer="learned"` the frozen range then becomes trainable
+(gradients reach lo/hi through s_x, LSQ-style, via the straight-through rounding of the shared module).
+
+`export_to_fast(model)` builds the FastDistilBertForQuestionAnswering that runs these exact integers: its int8
+weights and scales come from `quantize_weight` (the same arithmetic as `fake_quantize_weight`) and its static
+input scale / zero point are `activation_params(lo, hi)` of each layer.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import DistilBertForQuestionAnswering
+
+from fastdistilbert import quantization as Q
+
+from .arguments import QATArguments
+from .pruning import find_target_linears
+
+
+class FakeQuantLinear(nn.Linear):
+    """nn.Linear that trains through the runtime's INT8 rounding (see the module docstring)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, observer: str = "ema",
+                 momentum: float = 0.01, device=None, dtype=None):
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        if observer not in ("ema", "learned"):
+            raise ValueError(f"observer must be 'ema' or 'learned', got {observer!r}")
+        self.observer = observer
+        self.momentum = momentum
+        # 'learned' ranges are Parameters from the start so the optimizer knows them; they get no gradient
+        # (hence no update) while the observer still drives them.
+        make = (lambda: nn.Parameter(torch.zeros((), device=device))) if observer == "learned" else None
+        for name in ("act_lo", "act_hi"):
+            if make is not None:
+                setattr(self, name, make())
+            else:
+                self.register_buffer(name, torch.zeros((), device=device))
+        self.register_buffer("observer_initialized", torch.zeros((), dtype=torch.bool, device=device))
+        self.register_buffer("observer_frozen", torch.zeros((), dtype=torch.bool, device=device))
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, observer: str = "ema", momentum: float = 0.01) -> "FakeQuantLinear":
+        module = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, observer=observer,
+                     momentum=momentum, device=linear.weight.device)
+        module.weight = linear.weight  # the same Parameter objects, not copies
+        module.bias = linear.bias
+        return module.train(linear.training)
+
+    @torch.no_grad()
+    def observe(self, x: torch.Tensor) -> None:
+        """Moves [lo, hi] toward this batch's min/max (global over processes); the first batch sets it."""
+        batch = torch.stack([-x.detach().amin(), x.detach().amax()]).float()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(batch, op=torch.distributed.ReduceOp.MAX)  # max of -min = -min of min
+        lo, hi = -batch[0], batch[1]
+        if not bool(self.observer_initialized):
+            self.act_lo.copy_(lo)
+            self.act_hi.copy_(hi)
+            self.observer_initialized.fill_(True)
+        else:
+            self.act_lo.lerp_(lo, self.momentum)
+            self.act_hi.lerp_(hi, self.momentum)
+
+    def activation_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale fp32, zero point int32) the forward uses and the export stores."""
+        if not bool(self.observer_initialized):
+            raise RuntimeError("FakeQuantLinear has no activation range yet: run training (or calibration) "
+                               "forwards in train mode before evaluating, freezing or exporting")
+        lo, hi = self.act_lo, self.act_hi
+        if not (self.observer == "learned" and bool(self.observer_frozen)):
+            lo, hi = lo.detach(), hi.detach()
+        return Q.activation_params(lo, hi)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not bool(self.observer_frozen):
+            self.observe(x)
+        scale, zero_point = self.activation_qparams()
+        x_fq = Q.fake_quantize_activation(x, scale, zero_point)
+        return F.linear(x_fq, Q.fake_quantize_weight(self.weight), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, observer={self.observer}, frozen={bool(self.observer_frozen)}"
+
+
+def fake_quant_linears(model: nn.Module) -> dict[str, FakeQuantLinear]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, FakeQuantLinear)}
+
+
+def prepare_qat(model: nn.Module, qat_args: QATArguments | None = None) -> nn.Module:
+    """Replaces the target Linears of `model` by FakeQuantLinear in place and returns the model."""
+    qat_args = qat_args or QATArguments()
+    if fake_quant_linears(model):
+        raise ValueError("model already has FakeQuantLinear layers (prepare_qat was called twice)")
+    for name, linear in find_target_linears(model, qat_args.qat_modules).items():
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, FakeQuantLinear.from_linear(linear, qat_args.activation_observer,
+                                                           qat_args.observer_momentum))
+    return model
+
+
+def set_observers_frozen(model: nn.Module, frozen: bool) -> None:
+    for module in fake_quant_linears(model).values():
+        if frozen and not bool(module.observer_initialized):
+            raise RuntimeError("cannot freeze an activation observer that has seen no data; freeze after at "
+                               "least one training step")
+        module.observer_frozen.fill_(frozen)
+
+
+def activation_params_of(model: nn.Module) -> dict[str, tuple[float, int]]:
+    """`{module name: (scale, zero_point)}` of every FakeQuantLinear, as the converter takes them."""
+    params = {}
+    for name, module in fake_quant_linears(model).items():
+        scale, zero_point = module.activation_qparams()
+        params[name] = (float(scale), int(zero_point))  # float() of an fp32 tensor is exact
+    return params
+
+
+def export_to_fast(model: nn.Module):
+    """FastDistilBertForQuestionAnswering (INT8, static activations) computing with the QAT model's integers."""
+    from fastdistilbert.conversion import convert_to_fast
+
+    model = getattr(model, "module", model)  # a DDP-wrapped student
+    if not isinstance(model, DistilBertForQuestionAnswering):
+        raise TypeError(f"export_to_fast expects a DistilBertForQuestionAnswering, got {type(model).__name__}")
+    params = activation_params_of(model)
+    if not params:
+        raise ValueError("model has no FakeQuantLinear layers: call prepare_qat and train it first")
+    plain = DistilBertForQuestionAnswering(model.config)
+    state = {k: v for k, v in model.state_dict().items()}
+    missing, unexpected = plain.load_state_dict(state, strict=False)
+    observer_keys = ("act_lo", "act_hi", "observer_initialized", "observer_frozen")
+    unexpected = [k for k in unexpected if not k.endswith(observer_keys)]
+    if missing or unexpected:
+        raise ValueError(f"cannot export {type(model).__name__}: missing {missing}, unexpected {unexpected}")
+    return convert_to_fast(plain.eval(), quantize=True, activation_params=params).eval()
