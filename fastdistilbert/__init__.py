@@ -1,6 +1,7 @@
 """fastdistilbert: fast, faithful DistilBERT question answering on CPUs.
 
-Importing the package registers `fast_distilbert` with AutoConfig, AutoModel and AutoModelForQuestionAnswering.
+Importing the package registers `fast_distilbert` with AutoConfig, AutoModel and AutoModelForQuestionAnswering,
+and makes `transformers.pipeline("question-answering")` work again (for any extractive QA model).
 """
 from transformers import AutoConfig, AutoModel, AutoModelForQuestionAnswering
 
@@ -15,6 +16,21 @@ __version__ = "0.1.0"
 AutoConfig.register(FastDistilBertConfig.model_type, FastDistilBertConfig, exist_ok=True)
 AutoModel.register(FastDistilBertConfig, FastDistilBertModel, exist_ok=True)
 AutoModelForQuestionAnswering.register(FastDistilBertConfig, FastDistilBertForQuestionAnswering, exist_ok=True)
+
+
+def _register_pipelines() -> None:
+    """Puts pipeline("question-answering") back; on an unsupported transformers the model still imports."""
+    import warnings
+
+    from .pipelines import register_pipelines
+
+    try:
+        register_pipelines()
+    except RuntimeError as exc:
+        warnings.warn(str(exc), RuntimeWarning, stacklevel=3)
+
+
+_register_pipelines()
 
 __all__ = [
     "FastDistilBertConfig",

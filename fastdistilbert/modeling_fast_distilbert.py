@@ -13,12 +13,15 @@ from pathlib import Path
 import torch
 from transformers import DistilBertConfig, DistilBertForQuestionAnswering, DistilBertModel
 from transformers.configuration_utils import PreTrainedConfig
+from transformers.modeling_outputs import BaseModelOutput
 
 from .checkpoint import check_checkpoint, hub_kwargs
 from .configuration_fast_distilbert import FastDistilBertConfig
 from .conversion import ENCODER_LINEARS, distilbert_qa_from_bert, fast_from_distilbert
 from .errors import CheckpointError
 from .modules import QuantizedLinear
+from .ops_available import kernels_available
+from . import runtime
 
 REMOTE_CODE_DIR = Path(__file__).parent / "remote_code"
 # Shims that re-export the installed package's classes, so `trust_remote_code=True` resolves a saved checkpoint
@@ -139,13 +142,36 @@ class _FastCheckpointMixin:
     def quantized_linears(self) -> dict[str, QuantizedLinear]:
         return {name: m for name, m in self.named_modules() if isinstance(m, QuantizedLinear)}
 
+    def _encoder(self) -> "FastDistilBertModel":
+        return self.distilbert if hasattr(self, "distilbert") else self
+
     def prepare_kernels(self) -> None:
         """Builds the kernel layout of every INT8 Linear now instead of at the first forward."""
-        from .ops_available import kernels_available
+        encoder = self._encoder()
+        if encoder.config.is_quantized and kernels_available():
+            encoder.int8_kernels()
 
-        if kernels_available():
-            for module in self.quantized_linears().values():
-                module.packed()
+    def kernel_report(self) -> list[dict]:
+        """Per encoder Linear: the block pattern detected in its weights, the block density and the ISA it runs on
+        (`fp32` when the model is not quantized, `reference` when the kernels cannot be used)."""
+        encoder = self._encoder()
+        if not encoder.config.is_quantized:
+            return [{"layer": i, "linear": name, "format": "fp32", "isa": "torch"}
+                    for i in range(encoder.config.n_layers) for name in ("qkv", "out", "lin1", "lin2")]
+        if not kernels_available():
+            return [{"layer": i, "linear": name, "format": "int8", "isa": "reference"}
+                    for i in range(encoder.config.n_layers) for name in ("qkv", "out", "lin1", "lin2")]
+        from . import ops
+
+        isa = ops.active_isa() if hasattr(ops, "active_isa") else None
+        report = []
+        for i, layer in enumerate(encoder.int8_kernels()):
+            for name in ("qkv", "out", "lin1", "lin2"):
+                kernel = getattr(layer, name)
+                report.append({"layer": i, "linear": name, "format": kernel.pattern,
+                               "block_density": round(kernel.block_density, 4), "isa": isa,
+                               "activations": "dynamic" if kernel.input_scale is None else "static"})
+        return report
 
 
 class _BertSource:
@@ -180,8 +206,30 @@ class FastDistilBertModel(_FastCheckpointMixin, DistilBertModel):
         if config.is_quantized:
             _quantize_structure(self, config)
 
+    # Set to False to run a quantized model through the torch reference path (same integer math, slow).
+    use_int8_kernels: bool = True
+
+    def int8_kernels(self):
+        """The packed kernels of the encoder, rebuilt whenever a quantized tensor changed (e.g. after loading)."""
+        version = runtime.weights_version(self)
+        if getattr(self, "_kernel_version", None) != version:
+            self._kernels = runtime.build_kernels(self)
+            self._kernel_version = version
+        return self._kernels
+
+    def _can_use_int8_kernels(self, inputs_embeds, position_ids, kwargs) -> bool:
+        wants_extra_outputs = any(kwargs.get(k, getattr(self.config, k, False))
+                                  for k in ("output_hidden_states", "output_attentions"))
+        return (self.config.is_quantized and self.use_int8_kernels and not self.training and inputs_embeds is None
+                and position_ids is None and not wants_extra_outputs and self.config.activation == "gelu"
+                and kernels_available())
+
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, position_ids=None, **kwargs):
         _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds)
+        if self._can_use_int8_kernels(inputs_embeds, position_ids, kwargs):
+            with torch.no_grad():
+                hidden = runtime.encoder_forward(self, input_ids, attention_mask)
+            return BaseModelOutput(last_hidden_state=hidden)
         return super().forward(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
                                position_ids=position_ids, **kwargs)
 

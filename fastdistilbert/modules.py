@@ -39,11 +39,6 @@ class QuantizedLinear(nn.Module):
         else:
             self.input_scale = None
             self.input_zero_point = None
-        # Kernel-side state, rebuilt from the buffers above (never saved).
-        self._packed: torch.Tensor | None = None
-        self._packed_key: tuple | None = None
-        self.pattern: str | None = None
-        self.block_density: float | None = None
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, static_activations: bool = False,
@@ -91,5 +86,4 @@ class QuantizedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         mode = "static" if self.static_activations else "dynamic"
-        pattern = f", pattern={self.pattern}, block_density={self.block_density:.3f}" if self.pattern else ""
-        return f"in_features={self.in_features}, out_features={self.out_features}, activations={mode}{pattern}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, activations={mode}"

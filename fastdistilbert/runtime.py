@@ -1,0 +1,155 @@
+"""The fast INT8 forward of a quantized FastDistilBertModel.
+
+Layout: tokens of all sequences are packed (padding is never computed) and activations are FEATURE-MAJOR,
+`[features, tokens]`, the layout of the kernels in csrc/ (they compute Y^T = W X^T so block sparsity lives in
+weight rows and SIMD lanes run over tokens). The encoder is entered with one transpose after the embeddings and
+left with one scatter; in between, every Linear is a fused INT8 op:
+
+    qkv  = linear(h, W_qkv)                      fused Q, K and V projections
+    attn = softmax(Q^T K * scale) per sequence and head (fp32)
+    h1   = LayerNorm(linear(attn, W_out) + h)    residual fused into the epilogue
+    ff   = linear(h1, W_lin1, gelu)              GELU fused into the epilogue
+    h    = LayerNorm(linear(ff, W_lin2) + h1)    residual fused into the epilogue
+
+Position ids follow HF: a token's position is its column in the padded input, whatever the padding side.
+Hidden states at padding positions are returned as zeros.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import quantization as Q
+
+
+@dataclass
+class LinearKernel:
+    """One packed INT8 Linear; `input_scale`/`input_zero_point` are set for static activation quantization."""
+
+    packed: torch.Tensor
+    pattern: str
+    block_density: float
+    input_scale: torch.Tensor | None = None
+    input_zero_point: torch.Tensor | None = None
+
+    def __call__(self, x: torch.Tensor, *, gelu: bool = False, residual: torch.Tensor | None = None) -> torch.Tensor:
+        from . import ops
+
+        if self.input_scale is None:
+            return ops.dynamic_quantized_linear(x, self.packed, gelu=gelu, residual=residual)
+        x_q = Q.quantize_activation(x.t(), self.input_scale, self.input_zero_point).t().contiguous()
+        return ops.quantized_linear(x_q, self.input_scale.reshape(1), self.input_zero_point.reshape(1), self.packed,
+                                    gelu=gelu, residual=residual)
+
+
+def pack_linears(modules) -> LinearKernel:
+    """Packs one or several QuantizedLinears sharing an input (Q, K, V) as one kernel with stacked output rows."""
+    from . import ops
+
+    weight = torch.cat([m.weight for m in modules]) if len(modules) > 1 else modules[0].weight
+    scale = torch.cat([m.weight_scale for m in modules])
+    bias = torch.cat([m.bias.detach() for m in modules])
+    info = ops.detect_pattern(weight)
+    first = modules[0]
+    if first.static_activations and any(
+        not (torch.equal(m.input_scale, first.input_scale) and torch.equal(m.input_zero_point, first.input_zero_point))
+        for m in modules[1:]
+    ):
+        raise ValueError("Linears fused into one kernel must share their static input quantization parameters")
+    return LinearKernel(ops.pack_weight(weight.contiguous(), scale, bias, info.pattern), info.pattern,
+                        info.block_density, first.input_scale, first.input_zero_point)
+
+
+@dataclass
+class LayerKernels:
+    qkv: LinearKernel
+    out: LinearKernel
+    lin1: LinearKernel
+    lin2: LinearKernel
+
+
+def build_kernels(model) -> list[LayerKernels]:
+    layers = []
+    for block in model.transformer.layer:
+        att, ffn = block.attention, block.ffn
+        layers.append(LayerKernels(qkv=pack_linears([att.q_lin, att.k_lin, att.v_lin]), out=pack_linears([att.out_lin]),
+                                   lin1=pack_linears([ffn.lin1]), lin2=pack_linears([ffn.lin2])))
+    return layers
+
+
+def weights_version(model) -> tuple:
+    """Changes whenever any quantized tensor is modified in place or replaced (then the kernels are rebuilt)."""
+    key = []
+    for block in model.transformer.layer:
+        for m in (block.attention.q_lin, block.attention.k_lin, block.attention.v_lin, block.attention.out_lin,
+                  block.ffn.lin1, block.ffn.lin2):
+            for t in (m.weight, m.weight_scale, m.bias, m.input_scale, m.input_zero_point):
+                if t is not None:
+                    key.append((t.data_ptr(), t._version))
+    return tuple(key)
+
+
+def layer_norm_feature_major(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+    """LayerNorm over the feature dimension (dim 0) of `[features, tokens]`, same formula as torch's."""
+    mean = x.mean(dim=0, keepdim=True)
+    centered = x - mean
+    var = (centered * centered).mean(dim=0, keepdim=True)
+    return centered * torch.rsqrt(var + norm.eps) * norm.weight.detach()[:, None] + norm.bias.detach()[:, None]
+
+
+def packed_tokens(attention_mask: torch.Tensor):
+    """(flat indices of the real tokens in row-major order, per-sequence lengths)."""
+    mask = attention_mask.to(torch.bool)
+    lengths = mask.sum(dim=1).tolist()
+    return mask.reshape(-1).nonzero().squeeze(1), lengths
+
+
+def attention(qkv: torch.Tensor, lengths: list[int], n_heads: int, scaling: float) -> torch.Tensor:
+    """Self-attention per sequence on packed feature-major Q, K, V (`[3*dim, tokens]`) -> `[dim, tokens]`.
+
+    Sequences of equal length are computed in one batched matmul."""
+    dim = qkv.shape[0] // 3
+    head = dim // n_heads
+    out = torch.empty(dim, qkv.shape[1], dtype=qkv.dtype)
+    offsets = [0]
+    for n in lengths:
+        offsets.append(offsets[-1] + n)
+    by_length: dict[int, list[int]] = {}
+    for index, n in enumerate(lengths):
+        if n:
+            by_length.setdefault(n, []).append(index)
+    for n, seqs in by_length.items():
+        cols = torch.cat([torch.arange(offsets[s], offsets[s] + n) for s in seqs]) if len(seqs) > 1 else \
+            slice(offsets[seqs[0]], offsets[seqs[0]] + n)
+        block = qkv[:, cols].reshape(3, n_heads, head, len(seqs), n).permute(0, 3, 1, 2, 4)  # [3, B, H, d, n]
+        q, k, v = block[0], block[1], block[2]
+        scores = torch.matmul(q.transpose(-1, -2), k) * scaling                      # [B, H, n_q, n_k]
+        probs = torch.softmax(scores, dim=-1)
+        ctx = torch.matmul(v, probs.transpose(-1, -2))                                # [B, H, d, n_q]
+        out[:, cols] = ctx.permute(1, 2, 0, 3).reshape(dim, len(seqs) * n)
+    return out
+
+
+def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """last_hidden_state `[batch, seq, dim]` of a quantized FastDistilBertModel, through the INT8 kernels."""
+    batch, seq = input_ids.shape
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    index, lengths = packed_tokens(attention_mask)
+    positions = index % seq
+    emb = model.embeddings
+    h = emb.word_embeddings.weight[input_ids.reshape(-1)[index]] + emb.position_embeddings.weight[positions]
+    h = torch.nn.functional.layer_norm(h, (h.shape[1],), emb.LayerNorm.weight, emb.LayerNorm.bias, emb.LayerNorm.eps)
+    h = h.t().contiguous()  # [dim, tokens]
+    config = model.config
+    scaling = (config.dim // config.n_heads) ** -0.5
+    for block, kernels in zip(model.transformer.layer, model.int8_kernels()):
+        qkv = kernels.qkv(h)
+        ctx = attention(qkv, lengths, config.n_heads, scaling)
+        h1 = layer_norm_feature_major(kernels.out(ctx, residual=h), block.sa_layer_norm)
+        ff = kernels.lin1(h1, gelu=True)
+        h = layer_norm_feature_major(kernels.lin2(ff, residual=h1), block.output_layer_norm)
+    out = torch.zeros(batch * seq, config.dim, dtype=h.dtype)
+    out[index] = h.t()
+    return out.view(batch, seq, config.dim)
