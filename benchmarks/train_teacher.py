@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-from fastdistilbert.squad_features import QAFeatureDataset, prepare_train_features, read_squad_training_examples
+from fastdistilbert.squad import load_squad
+from fastdistilbert.squad_features import QAFeatureDataset, prepare_train_features
 from fastdistilbert.testing import minilm_qa_model
 
 DEFAULT_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad-v1.1-train-head.json"
@@ -36,7 +37,7 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     model, tokenizer = minilm_qa_model(seed=args.seed)
-    features = prepare_train_features(read_squad_training_examples(args.train), tokenizer, args.max_length, args.doc_stride)
+    features = prepare_train_features(load_squad(args.train), tokenizer, args.max_length, args.doc_stride)
     total_steps = int(math.ceil(len(features) / args.batch_size) * args.epochs)
     training_args = TrainingArguments(
         output_dir=str(Path(args.output) / "trainer"), num_train_epochs=args.epochs, learning_rate=args.lr,

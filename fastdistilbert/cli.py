@@ -11,7 +11,7 @@ import sys
 
 from .errors import UserError
 
-COMMANDS = ("info", "convert")
+COMMANDS = ("info", "demo", "eval", "convert")
 
 
 def build_parser() -> argparse.ArgumentParser:

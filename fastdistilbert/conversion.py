@@ -159,3 +159,21 @@ def convert_to_fast(model, quantize: bool = False, activation_params: dict[str, 
     if quantize or activation_params is not None:
         quantize_model(fast, activation_params)
     return fast
+
+
+def to_hf_distilbert(model) -> DistilBertForQuestionAnswering:
+    """HF DistilBertForQuestionAnswering running exactly the weights a Fast model computes with (INT8 weights
+    dequantized): the fair fp32 peer for answers and speed."""
+    config = DistilBertConfig(**{k: v for k, v in model.config.to_dict().items()
+                                 if k not in ("model_type", "quantization", "auto_map", "architectures", "transformers_version")})
+    hf = DistilBertForQuestionAnswering(config)
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.endswith((".weight_scale", ".input_scale", ".input_zero_point")):
+            continue
+        state[key] = value
+    for name, module in model.named_modules():
+        if isinstance(module, QuantizedLinear):
+            state[f"{name}.weight"] = module.dequantized_weight()
+    hf.load_state_dict(state, strict=True)
+    return hf.eval()

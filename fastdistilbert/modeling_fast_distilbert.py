@@ -161,9 +161,9 @@ class _FastCheckpointMixin:
         if not kernels_available():
             return [{"layer": i, "linear": name, "format": "int8", "isa": "reference"}
                     for i in range(encoder.config.n_layers) for name in ("qkv", "out", "lin1", "lin2")]
-        from . import ops
+        from ._extension import active_isa
 
-        isa = ops.active_isa() if hasattr(ops, "active_isa") else None
+        isa = active_isa()
         report = []
         for i, layer in enumerate(encoder.int8_kernels()):
             for name in ("qkv", "out", "lin1", "lin2"):

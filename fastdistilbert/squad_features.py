@@ -5,23 +5,7 @@ labels are the token positions of the answer, or the [CLS] position (0) when the
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
-
-
-def read_squad_training_examples(path: str | Path) -> list[dict]:
-    """Flat [{id, question, context, answer_text, answer_start}] (first answer) from a SQuAD v1.1 JSON file."""
-    data = json.loads(Path(path).read_text())
-    out = []
-    for article in data["data"]:
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                answer = qa["answers"][0]
-                out.append({"id": qa["id"], "question": qa["question"], "context": paragraph["context"],
-                            "answer_text": answer["text"], "answer_start": answer["answer_start"]})
-    return out
 
 
 def _token_span(offsets, sequence_ids, start_char: int, end_char: int) -> tuple[int, int]:
@@ -40,7 +24,8 @@ def _token_span(offsets, sequence_ids, start_char: int, end_char: int) -> tuple[
 
 
 def prepare_train_features(examples: list[dict], tokenizer, max_length: int = 384, doc_stride: int = 128) -> list[dict]:
-    """Tokenized windows with `start_positions` / `end_positions` labels (lists of ints, unpadded)."""
+    """Tokenized windows with `start_positions` / `end_positions` labels (lists of ints, unpadded), from examples
+    as `fastdistilbert.squad.load_squad` returns them."""
     pad_right = tokenizer.padding_side == "right"
     enc = tokenizer(
         [e["question"].lstrip() for e in examples], [e["context"] for e in examples],
@@ -50,8 +35,8 @@ def prepare_train_features(examples: list[dict], tokenizer, max_length: int = 38
     features = []
     for i, offsets in enumerate(enc["offset_mapping"]):
         example = examples[enc["overflow_to_sample_mapping"][i]]
-        start_char = example["answer_start"]
-        end_char = start_char + len(example["answer_text"])
+        start_char = example["answer_starts"][0]  # SQuAD v1.1 training questions have one answer
+        end_char = start_char + len(example["answers"][0])
         start, end = _token_span(offsets, enc.sequence_ids(i), start_char, end_char)
         features.append({"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i],
                          "start_positions": start, "end_positions": end})
