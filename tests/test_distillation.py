@@ -114,3 +114,19 @@ def test_distillation_arguments_parse_and_validate():
     assert DistillationArguments().distillation_temperature == 2.0 and DistillationArguments().distillation_alpha == 0.5
     with pytest.raises(ValueError, match="temperature"):
         DistillationArguments(distillation_temperature=0)
+
+
+def test_gradient_accumulation_gives_the_gradient_of_the_full_batch(tmp_path):
+    """The loss is a per-batch mean, so 2 accumulated half batches must step like one full batch."""
+    teacher = tiny_qa_model(seed=1)
+    data = tiny_qa_dataset(8)
+    weights = []
+    for batch_size, accumulation in ((8, 1), (4, 2)):
+        student = tiny_qa_model(seed=0)
+        args = tiny_training_args(tmp_path / f"ga{accumulation}", max_steps=1, optim="sgd", learning_rate=0.5,
+                                  lr_scheduler_type="constant", per_device_train_batch_size=batch_size,
+                                  gradient_accumulation_steps=accumulation, max_grad_norm=0.0)
+        DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=data).train()
+        weights.append(student.qa_outputs.weight.detach().clone())
+    assert not torch.equal(weights[0], tiny_qa_model(seed=0).qa_outputs.weight)
+    torch.testing.assert_close(weights[1], weights[0], rtol=0, atol=1e-6)

@@ -220,3 +220,18 @@ def test_qat_arguments_parse_and_validate():
     assert args.activation_observer == "learned" and args.freeze_observers_step == 10
     with pytest.raises(ValueError, match="needs freeze_observers_step"):
         QATArguments(activation_observer="learned")
+
+
+def test_qat_resumes_from_a_checkpoint_with_its_observed_ranges(tmp_path):
+    def run(output_dir, resume=None):
+        model = prepare_qat(tiny_qa_model(), QATArguments(observer_momentum=0.5))
+        qat = QATArguments(freeze_observers_step=4)
+        trainer = CompressionTrainer(model=model, args=tiny_training_args(output_dir, max_steps=6, save_strategy="steps",
+                                                                          save_steps=3),
+                                     train_dataset=tiny_qa_dataset(), callbacks=[ObserverFreezeCallback(qat)])
+        trainer.train(resume_from_checkpoint=resume)
+        return {n: (m.act_lo.item(), m.act_hi.item(), bool(m.observer_frozen)) for n, m in fake_quant_linears(model).items()}
+
+    full = run(tmp_path / "full")
+    resumed = run(tmp_path / "resumed", resume=str(tmp_path / "full" / "checkpoint-3"))
+    assert resumed == full and all(frozen for _, _, frozen in full.values())

@@ -45,3 +45,17 @@ def test_prune_distill_then_qat_distill_then_export(tmp_path, block_shape):
             assert torch.all(module.weight[pruned] == 0), name  # the stage-1 pattern, in the int8 weights
             assert module.input_scale.item() > 0
     assert fast.config.is_quantized
+
+
+def test_all_argument_dataclasses_parse_together_with_training_arguments():
+    from transformers import HfArgumentParser, TrainingArguments
+
+    from fastdistilbert.trainers import DistillationArguments
+
+    parser = HfArgumentParser((TrainingArguments, PruningArguments, DistillationArguments, QATArguments))
+    training, pruning, distillation, qat = parser.parse_args_into_dataclasses(
+        ["--output_dir", "out", "--target_sparsity", "0.8", "--pruning_modules", r"ffn\.lin1$", r"ffn\.lin2$",
+         "--distillation_alpha", "0.3", "--freeze_observers_step", "50", "--use_cpu"])
+    assert pruning.pruning_modules == [r"ffn\.lin1$", r"ffn\.lin2$"] and pruning.block_shape == (4, 1)
+    assert distillation.distillation_alpha == 0.3 and distillation.distillation_temperature == 2.0
+    assert qat.freeze_observers_step == 50 and training.output_dir == "out"

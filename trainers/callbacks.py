@@ -97,8 +97,13 @@ class BlockPruningCallback(CompressionCallback):
         self.pruner.apply_masks()
 
     def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            self.save_masks(os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"))
+        if not state.is_world_process_zero:
+            return
+        checkpoint = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if not os.path.isdir(checkpoint):  # e.g. hyper-parameter search runs save elsewhere
+            logger.warning("checkpoint folder %s not found; call save_masks() with the right folder", checkpoint)
+            return
+        self.save_masks(checkpoint)
 
     def save_masks(self, directory: str) -> str:
         return save_masks(directory, self.pruner.masks, self.pruner.block_shape)
