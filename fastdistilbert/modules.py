@@ -53,9 +53,20 @@ class QuantizedLinear(nn.Module):
         if static_activations:
             if input_scale is None or input_zero_point is None:
                 raise ValueError("static activation quantization needs input_scale and input_zero_point")
-            module.input_scale.fill_(float(input_scale))
-            module.input_zero_point.fill_(int(input_zero_point))
+            module.set_static_activation(input_scale, input_zero_point)
         return module
+
+    def set_static_activation(self, scale: float, zero_point: int) -> None:
+        """Switches to (or updates) static per-tensor activation quantization."""
+        if not scale > 0 or not 0 <= zero_point <= Q.ACT_QMAX:
+            raise ValueError(f"invalid static activation parameters: scale {scale}, zero point {zero_point}")
+        for name, value in (("input_scale", torch.tensor(float(scale), dtype=torch.float32)),
+                            ("input_zero_point", torch.tensor(int(zero_point), dtype=torch.int32))):
+            if name in self._buffers:
+                self._buffers[name] = value
+            else:
+                delattr(self, name)
+                self.register_buffer(name, value)
 
     @property
     def static_activations(self) -> bool:

@@ -1,0 +1,67 @@
+"""The console script: info, convert (+ calibrate), demo; user mistakes are one line, not a traceback."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import fastdistilbert as fd
+from fastdistilbert.cli import main
+from fastdistilbert.testing import minilm_tokenizer, tiny_distilbert_qa
+
+
+def test_info_reports_cpu_features_and_isas(capsys):
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["available_isas"] == fd.available_isas() and info["active_isa"] == fd.active_isa()
+    assert "ref" in info["compiled_isas"] and info["cpuid"] is not None and info["cpu"]
+    assert main(["info"]) == 0
+    assert "active ISA" in capsys.readouterr().out
+
+
+def test_console_script_help_for_every_command():
+    exe = [sys.executable, "-m", "fastdistilbert.cli"]
+    for command in ("info", "demo", "eval", "convert"):
+        result = subprocess.run(exe + [command, "--help"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "usage: fastdistilbert " + command in result.stdout
+
+
+def test_user_mistake_is_one_line_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "fastdistilbert.cli", "convert", str(tmp_path / "missing"),
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("fastdistilbert convert: error: ")
+
+
+def test_convert_vanilla_checkpoint_to_int8_and_refuse_overwrite(tmp_path, capsys):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    hf = tiny_distilbert_qa(seed=3)
+    hf.save_pretrained(src)
+    assert main(["convert", str(src), str(dst)]) == 0
+    model = fd.FastDistilBertForQuestionAnswering.from_pretrained(dst)
+    assert model.config.quantization["activation"] == "dynamic"
+    before = (dst / "model.safetensors").read_bytes()
+    assert main(["convert", str(src), str(dst), "--fp32"]) == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
+    assert (dst / "model.safetensors").read_bytes() == before
+
+
+def test_convert_with_calibration_stores_static_scales(tmp_path, data_dir):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    hf = tiny_distilbert_qa(seed=3, vocab_size=30522, max_position_embeddings=512)
+    hf.save_pretrained(src)
+    minilm_tokenizer().save_pretrained(src)
+    assert main(["convert", str(src), str(dst), "--calibrate", str(data_dir / "squad-v1.1-train-head.json"),
+                 "--calibration-samples", "8"]) == 0
+    model = fd.FastDistilBertForQuestionAnswering.from_pretrained(dst)
+    assert model.config.static_activations
+    q_lin = model.distilbert.transformer.layer[0].attention.q_lin
+    assert q_lin.input_scale > 0 and (dst / "tokenizer.json").exists()
+
+
+def test_demo_runs_on_embedded_questions(capsys):
+    assert main(["demo", "--limit", "3", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "same answer as HF fp32:" in out and "speed-up" in out and "questions: 3" in out
