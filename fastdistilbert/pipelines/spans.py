@@ -42,7 +42,10 @@ def top_spans(
 
 
 def log_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Log-softmax over the positions where `mask` is true; masked positions get -inf."""
+    """Log-softmax over the positions where `mask` is true; masked positions get -inf (all of them when the
+    mask is empty)."""
     logits = np.where(mask, np.asarray(logits, dtype=np.float64), -np.inf)
+    if not np.any(mask):
+        return logits
     shifted = logits - logits.max()
     return shifted - np.log(np.exp(shifted).sum())
