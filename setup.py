@@ -15,14 +15,14 @@ CSRC = Path("csrc")
 
 # Per-translation-unit ISA flags, keyed by the file name's suffix: `csrc/<anything>_<isa>.cpp`
 # is compiled with that ISA's flags and nothing else is. Such files must stay torch- and STL-free.
+AVX512_VNNI = ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"]
 ISA_FLAGS = {
     "_ref.cpp": [],
     "_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"],
     "_avxvnni.cpp": ["-mavx2", "-mfma", "-mf16c", "-mavxvnni"],
-    "_avx512vnni.cpp": [
-        "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni",
-        "-mavx2", "-mfma", "-mf16c",
-    ],
+    "_avx512vnni.cpp": AVX512_VNNI,
+    # The 256-bit VNNI kernels again, with the EVEX vpdpbusd (runs where AVX-VNNI is missing).
+    "_avx512vl256.cpp": AVX512_VNNI,
 }
 
 
@@ -80,12 +80,15 @@ class IsaBuildExtension(BuildExtension):
 
 
 sources = sorted(str(p) for p in CSRC.glob("*.cpp"))
+# Headers and the shared kernel sources (*.inc, included by several ISA files) trigger rebuilds too.
+depends = sorted(str(p) for pattern in ("*.h", "*.inc") for p in CSRC.glob(pattern))
 
 setup(
     ext_modules=[
         CppExtension(
             "fastdistilbert._C",
             sources,
+            depends=depends,
             include_dirs=[str(CSRC.resolve())],
             extra_compile_args={"cxx": common},
             extra_link_args=link,

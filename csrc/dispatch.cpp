@@ -20,6 +20,9 @@ const Variant kVariants[] = {
      [](const CpuFeatures& f) {
        return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.avx2 && f.fma;
      }},
+    // The 256-bit kernels of avxvnni with the EVEX vpdpbusd: the same code path on CPUs without AVX-VNNI.
+    {&avx512vnni_256::kTable,
+     [](const CpuFeatures& f) { return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.avx2 && f.fma; }},
     {&avxvnni::kTable, [](const CpuFeatures& f) { return f.avxvnni && f.avx2 && f.fma; }},
     {&avx2::kTable, [](const CpuFeatures& f) { return f.avx2 && f.fma; }},
     {&ref::kTable, [](const CpuFeatures&) { return true; }},

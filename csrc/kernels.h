@@ -2,16 +2,78 @@
 // this header, <cstdint>/<cstddef> and <immintrin.h>, so that nothing inline (STL, torch) is ever
 // compiled with ISA flags (a shared inline instantiated with AVX-512 flags could be picked by the
 // linker for all callers and SIGILL on CPUs without it).
+//
+// Layout (DESIGN section 3): activations are FEATURE-MAJOR, x[K][T] (features x tokens), outputs
+// y[N][T]; we compute Y^T = W x X^T so sparsity lives in weight rows and SIMD lanes run over tokens.
+//
+// Packed weight (built by fastdistilbert/reference_ops.py, parsed by packed_weight.cpp); rows are
+// padded to Np = ceil4(N), input features to Kp = ceil4(K); a "group" is 4 consecutive output rows:
+//   dense: int8 [Np/4][Kp/4][4 rows][4 k]          (one dword = 4 k of one row)
+//   4x1:   grp_ptr[g]..grp_ptr[g+1] = quads of group g; a quad is 4 nonzero (4 rows x 1 k) blocks:
+//          kidx[4q+i] = k of block i, wq[4q+r] = dword (W[4g+r][kidx[4q+0..3]]); short quads are
+//          padded with k = 0 and zero weights.
+//   1x4:   row_ptr[n]..row_ptr[n+1] = blocks of row n; kgrp[b] = k/4, wq[b] = dword W[n][4kg..4kg+3].
+//
+// Packed activations (built per call by each variant's pack_x; padded tokens and features are 0):
+//   dense and 1x4: u8 [Kp/4][Tp][4] (4 consecutive features of one token form a dword)
+//   4x1:           u8 [K][Tp], tokens permuted inside each chunk so that the variant's in-register
+//                  interleave of 4 feature rows yields tokens in natural order (see pack_x).
+//
+// Epilogue, exactly this order in fp32 (fastdistilbert/quantization.py; no FMA contraction):
+//   acc' = acc - x_zp[t] * wsum[n]                  (int32)
+//   y = float(acc') * (x_scale[t] * w_scale[n])     (product of scales first)
+//   y = y + bias[n]                                  (only when the packed weight has a bias)
+//   y = gelu(y)                                      (optional; erf approximation in erf_approx.md)
+//   y = y + residual[n][t]                           (optional)
+//   q = clamp(nearbyint(y / out_scale) + out_zp, 0, 255)  (optional requantization to u8)
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
 namespace fastdistilbert {
 
+enum Pattern : int32_t { kDense = 0, k4x1 = 1, k1x4 = 2 };
+
+struct GemmParams {
+  // Packed weight (pointers into the packed buffer).
+  int32_t pattern;
+  int64_t N, K, Np, Kp;
+  const int8_t* dense;      // kDense
+  const int32_t* ptr;       // k4x1: grp_ptr [Np/4 + 1] (quads); k1x4: row_ptr [Np + 1] (blocks)
+  const int32_t* idx;       // k4x1: kidx; k1x4: kgrp
+  const int32_t* wq;        // k4x1, k1x4: weight dwords
+  const float* w_scale;     // [Np]
+  const float* bias;        // [Np] or nullptr
+  const int32_t* wsum;      // [Np]
+  // Activations, packed by the same variant's pack_x.
+  const uint8_t* xp;
+  int64_t T, Tp;            // tokens, padded token stride of xp
+  const float* x_scale;     // [Tp], per token (a per-tensor scale is broadcast by the caller)
+  const int32_t* x_zp;      // [Tp]
+  // Epilogue.
+  int32_t gelu;
+  const float* residual;    // [N][T] or nullptr
+  float* out_f32;           // [N][T] (fp32 output) or nullptr
+  uint8_t* out_u8;          // [N][T] (requantized output) or nullptr
+  float out_scale, out_zp;
+  int32_t* out_acc;         // [N][T]: raw accumulators, epilogue skipped (exactness tests)
+};
+
 struct KernelTable {
   const char* name;
   // Exactness probe: int32 sum of u8 x s8 products over n elements.
   int32_t (*dot_u8s8)(const uint8_t* a, const int8_t* b, int64_t n);
+  // Token padding of packed activations for `pattern` (Tp is a multiple of it).
+  int64_t (*token_align)(int32_t pattern);
+  // Packs tokens [t0, t1) of x[K][T] (t0, t1 multiples of token_align, t1 may exceed T: padding)
+  // into xp; flip_sign XORs 0x80 into every code (s8 -> u8 shift by +128, exact).
+  void (*pack_x)(const uint8_t* x, int64_t K, int64_t T, int32_t flip_sign, int32_t pattern, uint8_t* xp,
+                 int64_t Tp, int64_t t0, int64_t t1);
+  // Output rows of groups [g0, g1) x tokens [t0, t1) (t0 a multiple of token_align), epilogue included.
+  void (*gemm)(const GemmParams& p, int64_t g0, int64_t g1, int64_t t0, int64_t t1);
+  // Peak probe: runs `iters` iterations of a tight loop of independent dot products; returns the
+  // number of u8 x s8 multiply-accumulates executed (a checksum is written to *sink).
+  int64_t (*peak_loop)(int64_t iters, int32_t* sink);
 };
 
 // One table per ISA, each defined in its own translation unit (kernels_<isa>.cpp).
@@ -19,5 +81,6 @@ namespace ref { extern const KernelTable kTable; }
 namespace avx2 { extern const KernelTable kTable; }
 namespace avxvnni { extern const KernelTable kTable; }
 namespace avx512vnni { extern const KernelTable kTable; }
+namespace avx512vnni_256 { extern const KernelTable kTable; }
 
 }  // namespace fastdistilbert

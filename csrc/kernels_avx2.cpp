@@ -1,18 +1,19 @@
-// avx2 kernels. Compiled with this ISA's flags only (see setup.py); torch-free.
+// avx2 kernels: 256-bit, u8 x s8 products widened to int16 and summed with vpmaddwd (exact; no
+// vpmaddubsw saturation). Compiled with this ISA's flags only (see setup.py); torch-free.
 #include <immintrin.h>
 
+#include <cstdint>
+
+#include "erf_constants.h"
 #include "kernels.h"
 
 namespace fastdistilbert {
 namespace avx2 {
 
-static int32_t dot_u8s8(const uint8_t* a, const int8_t* b, int64_t n) {
-  int32_t acc = 0;
-  for (int64_t i = 0; i < n; ++i) acc += int32_t(a[i]) * int32_t(b[i]);
-  return acc;
-}
+#include "simd_ymm.inc"
+#include "kernels_simd.inc"
 
-const KernelTable kTable = {"avx2", dot_u8s8};
+const KernelTable kTable = {"avx2", dot_u8s8, token_align, pack_x, gemm, peak_loop};
 
 }  // namespace avx2
 }  // namespace fastdistilbert

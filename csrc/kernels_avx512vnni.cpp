@@ -1,18 +1,20 @@
-// avx512vnni kernels. Compiled with this ISA's flags only (see setup.py); torch-free.
+// avx512vnni kernels: 512-bit vpdpbusd. Compiled with this ISA's flags only (see setup.py); torch-free.
+// GCC 12 warns falsely about the AVX-512 intrinsics' internal _mm512_undefined_* values.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include <cstdint>
+
+#include "erf_constants.h"
 #include "kernels.h"
 
 namespace fastdistilbert {
 namespace avx512vnni {
 
-static int32_t dot_u8s8(const uint8_t* a, const int8_t* b, int64_t n) {
-  int32_t acc = 0;
-  for (int64_t i = 0; i < n; ++i) acc += int32_t(a[i]) * int32_t(b[i]);
-  return acc;
-}
+#include "simd_zmm.inc"
+#include "kernels_simd.inc"
 
-const KernelTable kTable = {"avx512vnni", dot_u8s8};
+const KernelTable kTable = {"avx512vnni", dot_u8s8, token_align, pack_x, gemm, peak_loop};
 
 }  // namespace avx512vnni
 }  // namespace fastdistilbert

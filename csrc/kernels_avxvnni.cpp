@@ -1,18 +1,23 @@
-// avxvnni kernels. Compiled with this ISA's flags only (see setup.py); torch-free.
+// avxvnni kernels: 256-bit VEX-encoded vpdpbusd (AVX-VNNI). Compiled with this ISA's flags only
+// (see setup.py); torch-free. The same source is compiled as kernels_avx512vl256.cpp with the
+// EVEX encoding of the instruction, so the 256-bit code path is also tested on CPUs with
+// AVX-512 VNNI but without AVX-VNNI.
 #include <immintrin.h>
 
+#include <cstdint>
+
+#include "erf_constants.h"
 #include "kernels.h"
 
 namespace fastdistilbert {
 namespace avxvnni {
 
-static int32_t dot_u8s8(const uint8_t* a, const int8_t* b, int64_t n) {
-  int32_t acc = 0;
-  for (int64_t i = 0; i < n; ++i) acc += int32_t(a[i]) * int32_t(b[i]);
-  return acc;
-}
+#define FDB_DPBUSD _mm256_dpbusd_avx_epi32
+#include "simd_ymm.inc"
+#include "kernels_simd.inc"
+#undef FDB_DPBUSD
 
-const KernelTable kTable = {"avxvnni", dot_u8s8};
+const KernelTable kTable = {"avxvnni", dot_u8s8, token_align, pack_x, gemm, peak_loop};
 
 }  // namespace avxvnni
 }  // namespace fastdistilbert

@@ -1,4 +1,9 @@
 // Scalar reference kernels: the exactness oracle for every other ISA. No ISA flags.
+// Written independently of the SIMD template (kernels_simd.inc) on purpose: plain loops over the
+// packed formats described in kernels.h, natural token order in every activation layout.
+#include <cmath>
+
+#include "erf_constants.h"
 #include "kernels.h"
 
 namespace fastdistilbert {
@@ -10,7 +15,105 @@ static int32_t dot_u8s8(const uint8_t* a, const int8_t* b, int64_t n) {
   return acc;
 }
 
-const KernelTable kTable = {"ref", dot_u8s8};
+static int64_t token_align(int32_t) { return 1; }
+
+static void pack_x(const uint8_t* x, int64_t K, int64_t T, int32_t flip_sign, int32_t pattern, uint8_t* xp,
+                   int64_t Tp, int64_t t0, int64_t t1) {
+  const uint8_t flip = flip_sign ? 0x80 : 0;
+  if (pattern == k4x1) {
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t t = t0; t < t1; ++t) xp[k * Tp + t] = t < T ? uint8_t(x[k * T + t] ^ flip) : 0;
+    return;
+  }
+  const int64_t Kp = (K + 3) / 4 * 4;
+  for (int64_t k = 0; k < Kp; ++k)
+    for (int64_t t = t0; t < t1; ++t)
+      xp[((k / 4) * Tp + t) * 4 + k % 4] = (t < T && k < K) ? uint8_t(x[k * T + t] ^ flip) : 0;
+}
+
+static int32_t s8(int32_t dword, int i) { return int32_t(int8_t(uint32_t(dword) >> (8 * i))); }
+
+// Accumulator of output row n, token t, walking the packed weight.
+static int32_t accumulate(const GemmParams& p, int64_t n, int64_t t) {
+  int32_t acc = 0;
+  const int64_t g = n / 4, r = n % 4;
+  if (p.pattern == kDense) {
+    const int64_t KG = p.Kp / 4;
+    for (int64_t kg = 0; kg < KG; ++kg)
+      for (int i = 0; i < 4; ++i)
+        acc += int32_t(p.xp[(kg * p.Tp + t) * 4 + i]) * int32_t(p.dense[((g * KG + kg) * 4 + r) * 4 + i]);
+  } else if (p.pattern == k4x1) {
+    for (int64_t q = p.ptr[g]; q < p.ptr[g + 1]; ++q)
+      for (int i = 0; i < 4; ++i) acc += int32_t(p.xp[p.idx[4 * q + i] * p.Tp + t]) * s8(p.wq[4 * q + r], i);
+  } else {
+    for (int64_t b = p.ptr[n]; b < p.ptr[n + 1]; ++b)
+      for (int i = 0; i < 4; ++i) acc += int32_t(p.xp[(int64_t(p.idx[b]) * p.Tp + t) * 4 + i]) * s8(p.wq[b], i);
+  }
+  return acc;
+}
+
+// exp(y) for y in [-16, 0] and erf: the formulas of erf_constants.h, in the same operation order as
+// the SIMD template and fastdistilbert/reference_ops.py.
+static float exp_neg(float y) {
+  const float n = std::nearbyint(y * erfc::kLog2e);
+  const float r = (y - n * erfc::kLn2Hi) - n * erfc::kLn2Lo;
+  float e = erfc::kExpPoly[0];
+  for (int i = 1; i < 8; ++i) e = e * r + erfc::kExpPoly[i];
+  const int32_t bits = (int32_t(n) + 127) << 23;
+  float scale;
+  __builtin_memcpy(&scale, &bits, 4);
+  return e * scale;
+}
+
+static float erf_approx(float x) {
+  const float ax = std::fmin(std::fabs(x), erfc::kClamp);
+  const float u = 1.0f / (1.0f + erfc::kP * ax);
+  float poly = erfc::kA5;
+  poly = poly * u + erfc::kA4;
+  poly = poly * u + erfc::kA3;
+  poly = poly * u + erfc::kA2;
+  poly = poly * u + erfc::kA1;
+  poly = poly * u;
+  const float e = 1.0f - poly * exp_neg(-(ax * ax));
+  return x < 0.0f ? -e : e;
+}
+
+static void epilogue(const GemmParams& p, int64_t n, int64_t t, int32_t acc) {
+  const int64_t o = n * p.T + t;
+  if (p.out_acc) {
+    p.out_acc[o] = acc;
+    return;
+  }
+  const int32_t a = acc - p.x_zp[t] * p.wsum[n];
+  float y = float(a) * (p.x_scale[t] * p.w_scale[n]);
+  if (p.bias) y = y + p.bias[n];
+  if (p.gelu) y = (0.5f * y) * (1.0f + erf_approx(y * erfc::kInvSqrt2));
+  if (p.residual) y = y + p.residual[o];
+  if (p.out_u8) {
+    float q = std::nearbyint(y / p.out_scale) + p.out_zp;
+    q = std::fmin(std::fmax(q, 0.0f), 255.0f);
+    p.out_u8[o] = uint8_t(int32_t(q));
+  } else {
+    p.out_f32[o] = y;
+  }
+}
+
+static void gemm(const GemmParams& p, int64_t g0, int64_t g1, int64_t t0, int64_t t1) {
+  for (int64_t n = g0 * 4; n < g1 * 4 && n < p.N; ++n)
+    for (int64_t t = t0; t < t1 && t < p.T; ++t) epilogue(p, n, t, accumulate(p, n, t));
+}
+
+static int64_t peak_loop(int64_t iters, int32_t* sink) {
+  uint8_t a[64];
+  int8_t b[64];
+  for (int i = 0; i < 64; ++i) a[i] = uint8_t(i), b[i] = int8_t(i - 32);
+  int32_t acc = 0;
+  for (int64_t it = 0; it < iters; ++it) acc += dot_u8s8(a, b, 64) + int32_t(it);
+  *sink = acc;
+  return iters * 64;
+}
+
+const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x, gemm, peak_loop};
 
 }  // namespace ref
 }  // namespace fastdistilbert

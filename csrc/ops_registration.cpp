@@ -6,6 +6,7 @@
 
 #include "cpu_features.h"
 #include "dispatch.h"
+#include "gemm_ops.h"
 
 namespace fastdistilbert {
 namespace {
@@ -59,4 +60,23 @@ TORCH_LIBRARY(fastdistilbert, m) {
   m.def("cpu_features() -> str[]", &fastdistilbert::op_cpu_features);
   m.def("cpu_brand() -> str", &fastdistilbert::op_cpu_brand);
   m.def("dot_u8s8(Tensor a, Tensor b, str isa=\"\") -> int", &fastdistilbert::op_dot_u8s8);
+  // INT8 GEMMs on feature-major activations [K, T] (see kernels.h); fake kernels in fastdistilbert/ops.py.
+  m.def(
+      "quantized_linear(Tensor x_q, Tensor x_scale, Tensor x_zero_point, Tensor packed, SymInt out_features, "
+      "bool gelu=False, Tensor? residual=None, float? out_scale=None, int? out_zero_point=None) -> Tensor");
+  m.def(
+      "dynamic_quantized_linear(Tensor x, Tensor packed, SymInt out_features, bool gelu=False, "
+      "Tensor? residual=None) -> Tensor");
+  m.def("quantize_per_token(Tensor x) -> (Tensor, Tensor, Tensor)");
+  m.def("quantized_linear_accumulators(Tensor x_q, Tensor packed, SymInt out_features, str isa=\"\") -> Tensor");
+  m.def("last_isa() -> str", &fastdistilbert::last_isa);
+  m.def("set_output_sentinel(int byte) -> ()", &fastdistilbert::set_output_sentinel);
+  m.def("peak_probe(int iterations, str isa=\"\") -> int", &fastdistilbert::peak_probe);
+}
+
+TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
+  m.impl("quantized_linear", &fastdistilbert::quantized_linear);
+  m.impl("dynamic_quantized_linear", &fastdistilbert::dynamic_quantized_linear);
+  m.impl("quantize_per_token", &fastdistilbert::quantize_per_token);
+  m.impl("quantized_linear_accumulators", &fastdistilbert::quantized_linear_accumulators);
 }

@@ -1,0 +1,269 @@
+#include "gemm_ops.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "dispatch.h"
+#include "packed_weight.h"
+
+namespace fastdistilbert {
+namespace {
+
+std::atomic<const char*> g_last_isa{""};
+// Test hook: byte every output is pre-filled with before the kernels run (-1: off), so that an
+// element a kernel forgot to write shows up as a mismatch.
+std::atomic<int> g_output_sentinel{-1};
+
+at::Tensor new_output(int64_t N, int64_t T, at::ScalarType dtype) {
+  at::Tensor out = at::empty({N, T}, at::TensorOptions().dtype(dtype));
+  const int fill = g_output_sentinel.load();
+  if (fill >= 0 && out.numel() > 0) std::memset(out.data_ptr(), fill, out.nbytes());
+  return out;
+}
+
+// Largest K whose accumulators cannot overflow int32: K * 255 * 127 < 2^31.
+constexpr int64_t kMaxK = 66000;
+
+const KernelTable& table_for(const std::string& isa) { return isa.empty() ? active_kernels() : kernels_for(isa); }
+
+void check_activations(const at::Tensor& x, const GemmParams& p, const char* op) {
+  TORCH_CHECK(x.dim() == 2, op, ": activations must be 2-D feature-major [in_features, tokens], got shape ", x.sizes());
+  TORCH_CHECK(x.size(0) == p.K, op, ": activations have ", x.size(0), " features (dim 0) but the packed weight has K = ",
+              p.K, " (feature-major layout [in_features, tokens])");
+  TORCH_CHECK(x.is_contiguous(), op, ": activations must be contiguous (feature-major [in_features, tokens])");
+  TORCH_CHECK(p.K <= kMaxK, op, ": in_features ", p.K, " exceeds ", kMaxK, " (int32 accumulators could overflow)");
+}
+
+// Per-token vector of length Tp (padding: fill) from a [T] or [1] tensor.
+template <typename T>
+at::Tensor per_token(const at::Tensor& v, int64_t tokens, int64_t Tp, T fill, at::ScalarType dtype, const char* what,
+                     const char* op) {
+  TORCH_CHECK(v.scalar_type() == dtype, op, ": ", what, " must be ", dtype, ", got ", v.scalar_type());
+  TORCH_CHECK(v.numel() == 1 || (v.dim() == 1 && v.numel() == tokens), op, ": ", what,
+              " must have shape [tokens] = [", tokens, "] or [1], got ", v.sizes());
+  at::Tensor out = at::full({Tp}, fill, at::TensorOptions().dtype(dtype));
+  out.narrow(0, 0, tokens).copy_(v.reshape({-1}).expand({tokens}));
+  return out;
+}
+
+struct Work {
+  int64_t groups_per_block, n_row_blocks, tokens_per_tile, n_token_tiles;
+};
+
+// Row blocks sized so one block's weights (~256 KiB) stay in L2 while the token tiles stream;
+// enough items for every thread. Results never depend on this split.
+Work plan_work(const GemmParams& p, int64_t align) {
+  Work w;
+  const int64_t G = p.Np / 4;
+  w.tokens_per_tile = (256 + align - 1) / align * align;
+  w.n_token_tiles = (p.Tp + w.tokens_per_tile - 1) / w.tokens_per_tile;
+  w.groups_per_block = std::max<int64_t>(1, 262144 / (4 * p.Kp));
+  w.n_row_blocks = (G + w.groups_per_block - 1) / w.groups_per_block;
+  const int64_t want = 4 * at::get_num_threads();
+  if (w.n_row_blocks * w.n_token_tiles < want) {
+    w.n_row_blocks = std::min(G, (want + w.n_token_tiles - 1) / w.n_token_tiles);
+    w.groups_per_block = (G + w.n_row_blocks - 1) / w.n_row_blocks;
+    w.n_row_blocks = (G + w.groups_per_block - 1) / w.groups_per_block;
+  }
+  return w;
+}
+
+// Packs the activations with the variant's layout and runs the GEMM over all (row block x token tile)
+// items. `x_u8` holds u8 codes (or s8 codes when flip_sign).
+void run_gemm(const KernelTable& k, GemmParams& p, const at::Tensor& x, bool flip_sign) {
+  g_last_isa.store(k.name);
+  const int64_t align = k.token_align(p.pattern);
+  const int64_t rows = p.pattern == k4x1 ? p.K : p.Kp;
+  at::Tensor xp = at::empty({rows * p.Tp}, at::TensorOptions().dtype(at::kByte));
+  const uint8_t* xsrc = static_cast<const uint8_t*>(x.data_ptr());
+  uint8_t* xdst = xp.data_ptr<uint8_t>();
+  at::parallel_for(0, p.Tp / align, 1, [&](int64_t b, int64_t e) {
+    k.pack_x(xsrc, p.K, p.T, flip_sign, p.pattern, xdst, p.Tp, b * align, e * align);
+  });
+  p.xp = xdst;
+  const Work w = plan_work(p, align);
+  const int64_t G = p.Np / 4;
+  at::parallel_for(0, w.n_row_blocks * w.n_token_tiles, 1, [&](int64_t b, int64_t e) {
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t rb = item / w.n_token_tiles, tt = item % w.n_token_tiles;
+      const int64_t g0 = rb * w.groups_per_block, g1 = std::min(G, g0 + w.groups_per_block);
+      const int64_t t0 = tt * w.tokens_per_tile, t1 = std::min(p.T, t0 + w.tokens_per_tile);
+      if (g0 < g1 && t0 < t1) k.gemm(p, g0, g1, t0, t1);
+    }
+  });
+}
+
+// Common front half of quantized_linear / dynamic_quantized_linear: parsed weight + activation
+// parameters padded per token.
+struct Prepared {
+  GemmParams p{};
+  at::Tensor x_scale, x_zp;
+};
+
+at::Tensor linear_core(const KernelTable& k, Prepared& prep, const at::Tensor& x, bool flip_sign, int64_t out_features,
+                       bool gelu, const std::optional<at::Tensor>& residual, std::optional<double> out_scale,
+                       std::optional<int64_t> out_zero_point, const char* op) {
+  GemmParams& p = prep.p;
+  TORCH_CHECK(out_features == p.N, op, ": out_features=", out_features, " but the packed weight has N = ", p.N);
+  p.x_scale = prep.x_scale.data_ptr<float>();
+  p.x_zp = prep.x_zp.data_ptr<int32_t>();
+  p.gelu = gelu;
+  p.residual = nullptr;
+  if (residual.has_value()) {
+    const at::Tensor& r = *residual;
+    TORCH_CHECK(r.scalar_type() == at::kFloat, op, ": residual must be float32, got ", r.scalar_type());
+    TORCH_CHECK(r.dim() == 2 && r.size(0) == p.N && r.size(1) == p.T, op, ": residual must have shape [", p.N, ", ",
+                p.T, "], got ", r.sizes());
+    TORCH_CHECK(r.is_contiguous(), op, ": residual must be contiguous");
+    p.residual = r.data_ptr<float>();
+  }
+  TORCH_CHECK(out_scale.has_value() || !out_zero_point.has_value(), op, ": out_zero_point given without out_scale");
+  at::Tensor out;
+  p.out_f32 = nullptr;
+  p.out_u8 = nullptr;
+  p.out_acc = nullptr;
+  if (out_scale.has_value()) {
+    const double s = *out_scale;
+    const int64_t zp = out_zero_point.value_or(0);
+    TORCH_CHECK(std::isfinite(s) && s > 0, op, ": out_scale must be a positive finite number, got ", s);
+    TORCH_CHECK(zp >= 0 && zp <= 255, op, ": out_zero_point must be in [0, 255], got ", zp);
+    out = new_output(p.N, p.T, at::kByte);
+    p.out_u8 = out.data_ptr<uint8_t>();
+    p.out_scale = float(s);
+    p.out_zp = float(zp);
+  } else {
+    out = new_output(p.N, p.T, at::kFloat);
+    p.out_f32 = out.data_ptr<float>();
+  }
+  if (p.T > 0) run_gemm(k, p, x, flip_sign);
+  return out;
+}
+
+Prepared prepare(const KernelTable& k, const at::Tensor& x, const at::Tensor& packed, const char* op) {
+  Prepared prep;
+  parse_packed_weight(packed, prep.p, op);
+  check_activations(x, prep.p, op);
+  prep.p.T = x.size(1);
+  const int64_t align = k.token_align(prep.p.pattern);
+  prep.p.Tp = (prep.p.T + align - 1) / align * align;
+  return prep;
+}
+
+}  // namespace
+
+at::Tensor quantized_linear(const at::Tensor& x_q, const at::Tensor& x_scale, const at::Tensor& x_zero_point,
+                            const at::Tensor& packed, int64_t out_features, bool gelu,
+                            const std::optional<at::Tensor>& residual, std::optional<double> out_scale,
+                            std::optional<int64_t> out_zero_point) {
+  const char* op = "quantized_linear";
+  TORCH_CHECK(x_q.scalar_type() == at::kByte || x_q.scalar_type() == at::kChar, op,
+              ": x_q must be uint8 or int8, got ", x_q.scalar_type());
+  const KernelTable& k = active_kernels();
+  Prepared prep = prepare(k, x_q, packed, op);
+  const bool s8 = x_q.scalar_type() == at::kChar;
+  const int64_t T = prep.p.T;
+  prep.x_scale = per_token<float>(x_scale, T, prep.p.Tp, 1.0f, at::kFloat, "x_scale", op);
+  prep.x_zp = per_token<int32_t>(x_zero_point, T, prep.p.Tp, 0, at::kInt, "x_zero_point", op);
+  if (s8) {
+    // s8 codes are shifted to u8 by +128 (exact), which moves the zero point from 0 to 128.
+    TORCH_CHECK(!prep.x_zp.narrow(0, 0, T).any().item<bool>(), op, ": int8 activations need zero point 0");
+    prep.x_zp.narrow(0, 0, T).fill_(128);
+  } else {
+    TORCH_CHECK(T == 0 || (prep.x_zp.narrow(0, 0, T).min().item<int32_t>() >= 0 &&
+                           prep.x_zp.narrow(0, 0, T).max().item<int32_t>() <= 255),
+                op, ": x_zero_point must be in [0, 255]");
+  }
+  return linear_core(k, prep, x_q, s8, out_features, gelu, residual, out_scale, out_zero_point, op);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token(const at::Tensor& x) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat, "quantize_per_token: x must be float32, got ", x.scalar_type());
+  TORCH_CHECK(x.dim() == 2, "quantize_per_token: x must be 2-D feature-major [features, tokens], got shape ", x.sizes());
+  TORCH_CHECK(x.is_contiguous(), "quantize_per_token: x must be contiguous");
+  const int64_t K = x.size(0), T = x.size(1);
+  TORCH_CHECK(K > 0, "quantize_per_token: x has no features");
+  at::Tensor q = at::empty({K, T}, x.options().dtype(at::kByte));
+  at::Tensor scale = at::empty({T}, x.options());
+  at::Tensor zp = at::empty({T}, x.options().dtype(at::kInt));
+  const float* xs = x.data_ptr<float>();
+  uint8_t* qd = q.data_ptr<uint8_t>();
+  float* sd = scale.data_ptr<float>();
+  int32_t* zd = zp.data_ptr<int32_t>();
+  // Same fp32 steps as fastdistilbert.quantization.dynamic_activation_params / quantize_activation.
+  at::parallel_for(0, T, 64, [&](int64_t t0, int64_t t1) {
+    std::vector<float> lo(xs + t0, xs + t1), hi(xs + t0, xs + t1);
+    for (int64_t k = 1; k < K; ++k)
+      for (int64_t t = t0; t < t1; ++t) {
+        const float v = xs[k * T + t];
+        lo[t - t0] = std::min(lo[t - t0], v);
+        hi[t - t0] = std::max(hi[t - t0], v);
+      }
+    for (int64_t t = t0; t < t1; ++t) {
+      const float l = std::min(lo[t - t0], 0.0f), h = std::max(hi[t - t0], 0.0f);
+      const float s = h > l ? (h - l) / 255.0f : 1.0f;
+      sd[t] = s;
+      zd[t] = int32_t(std::fmin(std::fmax(std::nearbyint(-l / s), 0.0f), 255.0f));
+    }
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t t = t0; t < t1; ++t) {
+        const float v = std::nearbyint(xs[k * T + t] / sd[t]) + float(zd[t]);
+        qd[k * T + t] = uint8_t(int32_t(std::fmin(std::fmax(v, 0.0f), 255.0f)));
+      }
+  });
+  return {q, scale, zp};
+}
+
+at::Tensor dynamic_quantized_linear(const at::Tensor& x, const at::Tensor& packed, int64_t out_features, bool gelu,
+                                    const std::optional<at::Tensor>& residual) {
+  const char* op = "dynamic_quantized_linear";
+  TORCH_CHECK(x.scalar_type() == at::kFloat, op, ": x must be float32, got ", x.scalar_type());
+  const KernelTable& k = active_kernels();
+  Prepared prep = prepare(k, x, packed, op);
+  auto [q, scale, zp] = quantize_per_token(x);
+  const int64_t T = prep.p.T;
+  prep.x_scale = per_token<float>(scale, T, prep.p.Tp, 1.0f, at::kFloat, "x_scale", op);
+  prep.x_zp = per_token<int32_t>(zp, T, prep.p.Tp, 0, at::kInt, "x_zero_point", op);
+  return linear_core(k, prep, q, false, out_features, gelu, residual, std::nullopt, std::nullopt, op);
+}
+
+at::Tensor quantized_linear_accumulators(const at::Tensor& x_q, const at::Tensor& packed, int64_t out_features,
+                                         const std::string& isa) {
+  const char* op = "quantized_linear_accumulators";
+  TORCH_CHECK(x_q.scalar_type() == at::kByte, op, ": x_q must be uint8, got ", x_q.scalar_type());
+  const KernelTable& k = table_for(isa);
+  Prepared prep = prepare(k, x_q, packed, op);
+  GemmParams& p = prep.p;
+  TORCH_CHECK(out_features == p.N, op, ": out_features=", out_features, " but the packed weight has N = ", p.N);
+  at::Tensor out = new_output(p.N, p.T, at::kInt);
+  p.out_acc = out.data_ptr<int32_t>();
+  if (p.T > 0) run_gemm(k, p, x_q, false);
+  return out;
+}
+
+std::string last_isa() { return g_last_isa.load(); }
+
+void set_output_sentinel(int64_t byte) {
+  TORCH_CHECK(byte >= -1 && byte <= 255, "set_output_sentinel: byte must be in [-1, 255], got ", byte);
+  g_output_sentinel.store(int(byte));
+}
+
+int64_t peak_probe(int64_t iterations, const std::string& isa) {
+  TORCH_CHECK(iterations > 0, "peak_probe: iterations must be positive");
+  const KernelTable& k = table_for(isa);
+  const int64_t threads = at::get_num_threads();
+  std::vector<int64_t> macs(threads, 0);
+  std::vector<int32_t> sinks(threads, 0);
+  at::parallel_for(0, threads, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) macs[i] = k.peak_loop(iterations, &sinks[i]);
+  });
+  int64_t total = 0;
+  for (int64_t m : macs) total += m;
+  return total;
+}
+
+}  // namespace fastdistilbert

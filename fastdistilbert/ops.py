@@ -1,0 +1,161 @@
+"""Python API of the INT8 GEMM kernels: wrappers over `torch.ops.fastdistilbert.*` with fake kernels.
+
+Layout: activations are FEATURE-MAJOR `[K, T]` (features x tokens, contiguous) and outputs `[N, T]`:
+the kernels compute Y^T = W x X^T so sparsity lives in weight rows and SIMD lanes run over tokens
+(DESIGN section 3). Weights are packed once (`pack_weight`) into a self-describing buffer.
+
+When the C++ extension is missing, every wrapper falls back (with a one-time warning) to
+`fastdistilbert.reference_ops`, which has the same integer and fp32 math.
+
+Under `torch.compile`, pass `out_features=` (or a residual) to the linear ops: the packed buffer's
+header cannot be read while tracing, and the output shape depends on it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from . import reference_ops as R
+from ._extension import EXTENSION_AVAILABLE, warn_if_unavailable
+
+# Largest block density at which each sparse kernel beats our dense kernel (avx512vnni, 2 threads,
+# tokens 128-3072, shapes 768x768 .. 3072x768), read off `benchmarks/bench_kernels.py`; see
+# benchmarks/README.md. Faster pattern first: it wins ties.
+SPARSE_CROSSOVER = {"1x4": 0.6, "4x1": 0.6}
+
+
+@dataclass(frozen=True)
+class PatternInfo:
+    """Which kernel a weight should use: `pattern` ("4x1", "1x4" or "dense"), the block density of that
+    pattern (nonzero blocks / all blocks; element density for "dense") and every pattern's density."""
+
+    pattern: str
+    block_density: float
+    densities: dict = field(default_factory=dict)
+
+
+def detect_pattern(weight: torch.Tensor) -> PatternInfo:
+    """Picks the fastest correct kernel for a weight `[N, K]` (int8 or float) from where its zeros are.
+
+    A sparse pattern is chosen only when its block density is below that pattern's measured
+    crossover (SPARSE_CROSSOVER): zeros that do not follow the pattern leave few all-zero blocks,
+    so unstructured sparsity falls through to dense.
+    """
+    if weight.dim() != 2 or 0 in weight.shape:
+        raise ValueError(f"detect_pattern: weight must be a non-empty 2-D [out, in] tensor, got {tuple(weight.shape)}")
+    densities = R.block_densities(weight.detach())
+    for pattern, crossover in SPARSE_CROSSOVER.items():
+        if densities[pattern] <= crossover:
+            return PatternInfo(pattern, densities[pattern], densities)
+    return PatternInfo("dense", densities["dense"], densities)
+
+
+@torch.library.custom_op("fastdistilbert::pack_weight", mutates_args=())
+def _pack_weight_op(weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None,
+                    pattern: str) -> torch.Tensor:
+    return R.pack_weight(weight_q, weight_scale, bias, pattern)
+
+
+@_pack_weight_op.register_fake
+def _(weight_q, weight_scale, bias, pattern):
+    return weight_q.new_empty((torch.library.get_ctx().new_dynamic_size(),), dtype=torch.uint8)
+
+
+def pack_weight(weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None = None,
+                pattern: str = "dense") -> torch.Tensor:
+    """Packs int8 `weight_q [N, K]`, fp32 `weight_scale [N]` and optional fp32 `bias [N]` for `pattern`
+    into a 1-D uint8 buffer with a header (csrc/packed_weight.h). Any N and K work (padded to 4)."""
+    return torch.ops.fastdistilbert.pack_weight(weight_q, weight_scale, bias, pattern)
+
+
+def packed_info(packed: torch.Tensor) -> dict:
+    """The header of a packed weight (pattern, N, K, nnz_blocks, block_density, has_bias, ...)."""
+    return R.packed_info(packed)
+
+
+def _out_features(packed: torch.Tensor, out_features: int | None, residual: torch.Tensor | None) -> int:
+    if out_features is not None:
+        return out_features
+    if residual is not None:
+        return residual.shape[0]
+    if torch.compiler.is_compiling():
+        raise ValueError("fastdistilbert ops: pass out_features= when compiling (the packed header is not traceable)")
+    if packed.dtype != torch.uint8 or packed.dim() != 1 or packed.numel() < R.HEADER_BYTES:
+        return 0  # the op itself reports what is wrong with the buffer
+    return int(packed[16:24].view(torch.int64))
+
+
+def quantized_linear(x_q: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Tensor, packed: torch.Tensor, *,
+                     gelu: bool = False, residual: torch.Tensor | None = None, out_scale: float | None = None,
+                     out_zero_point: int | None = None, out_features: int | None = None) -> torch.Tensor:
+    """`[N, T]` = packed weight x quantized activations `x_q [K, T]` (uint8, or int8 with zero point 0),
+    per-token (`[T]`) or per-tensor (`[1]`) `x_scale` / `x_zero_point`, with the fused epilogue
+    (bias, optional GELU, optional fp32 `residual [N, T]`); fp32 out, or uint8 requantized with
+    `out_scale` / `out_zero_point`."""
+    if not warn_if_unavailable():
+        return R.quantized_linear(x_q, x_scale, x_zero_point, packed, gelu=gelu, residual=residual,
+                                  out_scale=out_scale, out_zero_point=out_zero_point)
+    return torch.ops.fastdistilbert.quantized_linear(
+        x_q, x_scale, x_zero_point, packed, _out_features(packed, out_features, residual), gelu, residual,
+        out_scale, out_zero_point)
+
+
+def dynamic_quantized_linear(x: torch.Tensor, packed: torch.Tensor, *, gelu: bool = False,
+                             residual: torch.Tensor | None = None, out_features: int | None = None) -> torch.Tensor:
+    """fp32 `x [K, T]` quantized per token on the fly (quantization.dynamic_activation_params), then
+    `quantized_linear`; fp32 `[N, T]` out."""
+    if not warn_if_unavailable():
+        return R.dynamic_quantized_linear(x, packed, gelu=gelu, residual=residual)
+    return torch.ops.fastdistilbert.dynamic_quantized_linear(
+        x, packed, _out_features(packed, out_features, residual), gelu, residual)
+
+
+def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(uint8 codes [K, T], fp32 scale [T], int32 zero point [T]) of feature-major fp32 `x [K, T]`."""
+    if not warn_if_unavailable():
+        return R.quantize_per_token(x)
+    return torch.ops.fastdistilbert.quantize_per_token(x)
+
+
+def quantized_linear_accumulators(x_q: torch.Tensor, packed: torch.Tensor, isa: str = "",
+                                  out_features: int | None = None) -> torch.Tensor:
+    """Raw int32 accumulators `[N, T]` of one named kernel variant ("" = the active one), for exactness tests."""
+    if not warn_if_unavailable():
+        return R.quantized_linear_accumulators(x_q, packed)
+    return torch.ops.fastdistilbert.quantized_linear_accumulators(
+        x_q, packed, _out_features(packed, out_features, None), isa)
+
+
+def last_isa() -> str:
+    """The kernel variant that executed the most recent GEMM in this process ("" before any)."""
+    return str(torch.ops.fastdistilbert.last_isa()) if EXTENSION_AVAILABLE else "torch-reference"
+
+
+def peak_probe(iterations: int, isa: str = "") -> int:
+    """Runs a tight loop of the variant's dot-product instruction on every thread; returns the MACs done."""
+    if not EXTENSION_AVAILABLE:
+        raise RuntimeError("peak_probe needs the C++ extension")
+    return int(torch.ops.fastdistilbert.peak_probe(iterations, isa))
+
+
+if EXTENSION_AVAILABLE:
+
+    @torch.library.register_fake("fastdistilbert::quantized_linear")
+    def _(x_q, x_scale, x_zero_point, packed, out_features, gelu=False, residual=None, out_scale=None,
+          out_zero_point=None):
+        dtype = torch.uint8 if out_scale is not None else torch.float32
+        return x_q.new_empty((out_features, x_q.shape[1]), dtype=dtype)
+
+    @torch.library.register_fake("fastdistilbert::dynamic_quantized_linear")
+    def _(x, packed, out_features, gelu=False, residual=None):
+        return x.new_empty((out_features, x.shape[1]), dtype=torch.float32)
+
+    @torch.library.register_fake("fastdistilbert::quantize_per_token")
+    def _(x):
+        return (x.new_empty(x.shape, dtype=torch.uint8), x.new_empty((x.shape[1],), dtype=torch.float32),
+                x.new_empty((x.shape[1],), dtype=torch.int32))
+
+    @torch.library.register_fake("fastdistilbert::quantized_linear_accumulators")
+    def _(x_q, packed, out_features, isa=""):
+        return x_q.new_empty((out_features, x_q.shape[1]), dtype=torch.int32)

@@ -1,0 +1,295 @@
+"""Pure-PyTorch reference of every INT8 kernel op, with the kernels' exact integer and fp32 math.
+
+Two roles: the model-level oracle in tests, and the fallback when the C++ extension is missing.
+It also owns the packed-weight format writer (`pack_weight`), which needs no C++ at all; the
+C++ side only reads and validates the buffer (csrc/packed_weight.h documents the byte layout).
+
+Layout: activations are feature-major `[K, T]` (features x tokens), outputs `[N, T]`.
+Epilogue, in this order, all fp32 (csrc/kernels.h):
+    acc' = acc - x_zp[t] * wsum[n]               (int32)
+    y = float(acc') * (x_scale[t] * w_scale[n])  (product of scales first)
+    y = y + bias[n]                              (only when the packed weight has a bias)
+    y = gelu(y) = (0.5 * y) * (1 + erf(y * 1/sqrt(2)))     (optional; erf below)
+    y = y + residual[n, t]                       (optional)
+    q = clamp(round(y / out_scale) + out_zp, 0, 255)       (optional, uint8 output)
+"""
+from __future__ import annotations
+
+import struct
+
+import torch
+
+from . import quantization as Q
+
+MAGIC = b"FDBWPACK"
+FORMAT_VERSION = 1
+HEADER_BYTES = 128
+PATTERNS = {"dense": 0, "4x1": 1, "1x4": 2}
+PATTERN_NAMES = {v: k for k, v in PATTERNS.items()}
+_HEADER = struct.Struct("<8sII" + "q" * 13 + "II")  # 128 bytes; see csrc/packed_weight.h
+
+# erf approximation constants, bit-identical to csrc/erf_constants.h (hex = exact float32 values).
+_ERF_CLAMP = 4.0
+_ERF_P = float.fromhex("0x1.4f740ap-2")
+_ERF_A = [float.fromhex(h) for h in ("0x1.0fb844p+0", "-0x1.7401c6p+0", "0x1.6be1c6p+0", "-0x1.23531cp-2", "0x1.04f20cp-2")]
+_LOG2E = float.fromhex("0x1.715476p+0")
+_LN2_HI = float.fromhex("0x1.62e4p-1")
+_LN2_LO = float.fromhex("0x1.7f7d1cp-20")
+_EXP_POLY = [float.fromhex(h) for h in ("0x1.a01a02p-13", "0x1.6c16c2p-10", "0x1.111112p-7", "0x1.555556p-5",
+                                        "0x1.555556p-3", "0x1p-1", "0x1p+0", "0x1p+0")]
+_INV_SQRT2 = float.fromhex("0x1.6a09e6p-1")
+
+
+def _fnv1a(data: bytes) -> int:
+    h = 2166136261
+    for byte in data:
+        h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def _ceil4(n: int) -> int:
+    return (n + 3) // 4 * 4
+
+
+def _check_weight(weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None, pattern: str) -> None:
+    if pattern not in PATTERNS:
+        raise ValueError(f"pack_weight: unknown pattern {pattern!r} (expected one of {sorted(PATTERNS)})")
+    if weight_q.dtype != torch.int8 or weight_q.dim() != 2 or 0 in weight_q.shape:
+        raise ValueError(f"pack_weight: weight_q must be a non-empty 2-D int8 tensor [out, in], got {weight_q.dtype} "
+                         f"{tuple(weight_q.shape)}")
+    if bool((weight_q == -128).any()):
+        raise ValueError("pack_weight: weight_q contains -128; weights are symmetric in [-127, 127] (quantization.py)")
+    n = weight_q.shape[0]
+    if weight_scale.dtype != torch.float32 or tuple(weight_scale.shape) != (n,):
+        raise ValueError(f"pack_weight: weight_scale must be float32 [{n}], got {weight_scale.dtype} {tuple(weight_scale.shape)}")
+    if bias is not None and (bias.dtype != torch.float32 or tuple(bias.shape) != (n,)):
+        raise ValueError(f"pack_weight: bias must be float32 [{n}] or None, got {bias.dtype} {tuple(bias.shape)}")
+
+
+def _bytes(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous().view(-1).view(torch.uint8)
+
+
+def _sparse_sections(wp: torch.Tensor, pattern: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """(pointers, indices, weight dwords, nonzero blocks) of a padded int8 weight [Np, Kp]."""
+    Np, Kp = wp.shape
+    if pattern == "1x4":
+        blocks = wp.view(Np, Kp // 4, 4)
+        nz = blocks.ne(0).any(-1)                                        # [Np, Kp/4]
+        ptr = torch.zeros(Np + 1, dtype=torch.int32)
+        ptr[1:] = nz.sum(1).cumsum(0)
+        kgrp = nz.nonzero()[:, 1].to(torch.int32)
+        words = blocks[nz].contiguous().view(torch.int32).view(-1)
+        return ptr, kgrp, words, int(kgrp.numel())
+    # 4x1: per group of 4 rows, nonzero input columns, in quads (short quads padded with k = 0, weight 0).
+    G = Np // 4
+    groups = wp.view(G, 4, Kp)
+    nz = groups.ne(0).any(1)                                             # [G, Kp]
+    counts = nz.sum(1)
+    quads = (counts + 3) // 4
+    ptr = torch.zeros(G + 1, dtype=torch.int32)
+    ptr[1:] = quads.cumsum(0)
+    n_slots = int(ptr[-1]) * 4
+    g_idx, k_idx = nz.nonzero(as_tuple=True)
+    first_block = torch.zeros(G, dtype=torch.int64)
+    first_block[1:] = counts.cumsum(0)[:-1]
+    slot = ptr[g_idx].to(torch.int64) * 4 + (torch.arange(g_idx.numel()) - first_block[g_idx])
+    kidx = torch.zeros(n_slots, dtype=torch.int32)
+    kidx[slot] = k_idx.to(torch.int32)
+    wbytes = torch.zeros(n_slots // 4, 4, 4, dtype=torch.int8)          # [quad, row, position]
+    wbytes[slot // 4, :, slot % 4] = groups[g_idx, :, k_idx]
+    return ptr, kidx, wbytes.view(torch.int32).view(-1), int(g_idx.numel())
+
+
+def pack_weight(weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None, pattern: str) -> torch.Tensor:
+    """Self-describing uint8 buffer of an int8 weight `[N, K]` in `pattern` ("dense", "4x1" or "1x4")."""
+    _check_weight(weight_q, weight_scale, bias, pattern)
+    N, K = weight_q.shape
+    Np, Kp = _ceil4(N), _ceil4(K)
+    wp = torch.zeros(Np, Kp, dtype=torch.int8)
+    wp[:N, :K] = weight_q
+    pad = lambda v, fill: torch.cat([v.to(torch.float32), torch.full((Np - N,), fill, dtype=torch.float32)])  # noqa: E731
+    sections = [pad(weight_scale, 1.0), pad(bias if bias is not None else torch.zeros(N), 0.0),
+                wp.to(torch.int32).sum(1).to(torch.int32)]
+    if pattern == "dense":
+        ptr = idx = None
+        words = wp.view(Np // 4, 4, Kp // 4, 4).permute(0, 2, 1, 3).contiguous()
+        nnz, n_stored = (Np // 4) * (Kp // 4), Np * Kp // 4
+    else:
+        ptr, idx, words, nnz = _sparse_sections(wp, pattern)
+        n_stored = words.numel()
+    sections += [ptr, idx, words]
+    offsets, chunks, pos = [], [], HEADER_BYTES
+    for s in sections:
+        if s is None:
+            offsets.append(0)
+            continue
+        offsets.append(pos)
+        data = _bytes(s)
+        chunks.append(torch.cat([data, torch.zeros((-data.numel()) % 64, dtype=torch.uint8)]))
+        pos += chunks[-1].numel()
+    fields = [MAGIC, FORMAT_VERSION, PATTERNS[pattern], N, K, nnz, n_stored, int(bias is not None), pos, *offsets, 0, 0]
+    header = _HEADER.pack(*fields, 0)
+    header = header[:124] + struct.pack("<I", _fnv1a(header[:124]))
+    return torch.cat([torch.frombuffer(bytearray(header), dtype=torch.uint8), *chunks])
+
+
+def packed_info(packed: torch.Tensor) -> dict:
+    """Header of a packed weight as a dict; raises ValueError naming the problem if it is not one."""
+    if packed.dtype != torch.uint8 or packed.dim() != 1:
+        raise ValueError(f"packed weight must be a 1-D uint8 tensor, got {packed.dtype} {tuple(packed.shape)}")
+    if packed.numel() < HEADER_BYTES:
+        raise ValueError(f"packed weight is corrupt ({packed.numel()} bytes, shorter than its header)")
+    raw = bytes(packed[:HEADER_BYTES].tolist())
+    f = _HEADER.unpack(raw)
+    if f[0] != MAGIC:
+        raise ValueError("packed weight is corrupt (bad magic; not a packed weight?)")
+    if f[1] != FORMAT_VERSION:
+        raise ValueError(f"packed weight has format version {f[1]} but this version reads {FORMAT_VERSION}; re-pack it")
+    if f[-1] != _fnv1a(raw[:124]):
+        raise ValueError("packed weight is corrupt (header checksum mismatch)")
+    if f[2] not in PATTERN_NAMES or f[8] != packed.numel():
+        raise ValueError("packed weight is corrupt (pattern or size)")
+    names = ["N", "K", "nnz_blocks", "n_stored", "flags", "total_bytes", "off_scale", "off_bias", "off_wsum",
+             "off_ptr", "off_idx", "off_w"]
+    info = dict(zip(names, f[3:15]))
+    info.update(magic=f[0].decode(), version=f[1], pattern=PATTERN_NAMES[f[2]], has_bias=bool(info["flags"] & 1))
+    Np, Kp = _ceil4(info["N"]), _ceil4(info["K"])
+    blocks_total = Np * Kp // 4
+    info["block_density"] = info["nnz_blocks"] / blocks_total if info["pattern"] != "dense" else 1.0
+    return info
+
+
+def _section(packed: torch.Tensor, offset: int, count: int, dtype: torch.dtype) -> torch.Tensor:
+    size = torch.empty((), dtype=dtype).element_size()
+    return packed[offset:offset + count * size].view(dtype)
+
+
+def unpack_weight(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, str]:
+    """(weight_q int8 [N, K], weight_scale [N], bias [N] or None, pattern) of a packed weight."""
+    info = packed_info(packed)
+    N, K, pattern = info["N"], info["K"], info["pattern"]
+    Np, Kp = _ceil4(N), _ceil4(K)
+    scale = _section(packed, info["off_scale"], Np, torch.float32)[:N].clone()
+    bias = _section(packed, info["off_bias"], Np, torch.float32)[:N].clone() if info["has_bias"] else None
+    n_stored = info["n_stored"]
+    if pattern == "dense":
+        tiles = _section(packed, info["off_w"], Np * Kp, torch.int8).view(Np // 4, Kp // 4, 4, 4)
+        wp = tiles.permute(0, 2, 1, 3).reshape(Np, Kp)
+    else:
+        nptr = Np // 4 + 1 if pattern == "4x1" else Np + 1
+        ptr = _section(packed, info["off_ptr"], nptr, torch.int32).to(torch.int64)
+        idx = _section(packed, info["off_idx"], n_stored, torch.int32).to(torch.int64)
+        words = _section(packed, info["off_w"], n_stored, torch.int32).contiguous().view(torch.int8)
+        wp = torch.zeros(Np, Kp, dtype=torch.int8)
+        if pattern == "1x4":
+            rows = torch.repeat_interleave(torch.arange(Np), ptr[1:] - ptr[:-1])
+            wp.view(Np, Kp // 4, 4)[rows, idx] = words.view(-1, 4)
+        else:
+            quad_group = torch.repeat_interleave(torch.arange(Np // 4), ptr[1:] - ptr[:-1])
+            w = words.view(-1, 4, 4)                                     # [quad, row, position]
+            for pos in range(4):                                          # padded slots carry weight 0
+                k = idx.view(-1, 4)[:, pos]
+                for r in range(4):
+                    wp.index_put_((quad_group * 4 + r, k), w[:, r, pos], accumulate=True)
+    return wp[:N, :K].contiguous(), scale, bias, pattern
+
+
+def block_densities(weight: torch.Tensor) -> dict[str, float]:
+    """Fraction of nonzero blocks of each pattern ("dense" = fraction of nonzero elements), zero-padded to 4."""
+    N, K = weight.shape
+    wp = torch.zeros(_ceil4(N), _ceil4(K), dtype=torch.bool)
+    wp[:N, :K] = weight.ne(0)
+    Np, Kp = wp.shape
+    return {
+        "dense": float(weight.ne(0).float().mean()),
+        "4x1": float(wp.view(Np // 4, 4, Kp).any(1).float().mean()),
+        "1x4": float(wp.view(Np, Kp // 4, 4).any(-1).float().mean()),
+    }
+
+
+def _check_x(x: torch.Tensor, K: int, op: str) -> None:
+    if x.dim() != 2 or x.shape[0] != K:
+        raise ValueError(f"{op}: activations must be feature-major [{K}, tokens], got {tuple(x.shape)}")
+
+
+def quantized_linear_accumulators(x_q: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    """int32 `W_q @ x_q` (`[N, T]`), exact: partial sums of u8 x s8 products stay below 2**53 in float64."""
+    weight_q, _, _, _ = unpack_weight(packed)
+    _check_x(x_q, weight_q.shape[1], "quantized_linear_accumulators")
+    return torch.matmul(weight_q.to(torch.float64), x_q.to(torch.float64)).to(torch.int32)
+
+
+def _exp_neg(y: torch.Tensor) -> torch.Tensor:
+    n = torch.round(y * _LOG2E)
+    r = (y - n * _LN2_HI) - n * _LN2_LO
+    e = torch.full_like(y, _EXP_POLY[0])
+    for c in _EXP_POLY[1:]:
+        e = e * r + c
+    scale = torch.bitwise_left_shift(n.to(torch.int32) + 127, 23).view(torch.float32)
+    return e * scale
+
+
+def erf_approx(x: torch.Tensor) -> torch.Tensor:
+    """The kernels' erf (csrc/erf_constants.h), same fp32 operations in the same order."""
+    a = torch.clamp(torch.abs(x), max=_ERF_CLAMP)
+    u = torch.ones_like(a) / (1.0 + _ERF_P * a)
+    poly = torch.full_like(a, _ERF_A[0])
+    for c in _ERF_A[1:]:
+        poly = poly * u + c
+    poly = poly * u
+    e = 1.0 - poly * _exp_neg(-(a * a))
+    return torch.where(x < 0, -e, e)
+
+
+def gelu(y: torch.Tensor) -> torch.Tensor:
+    """DistilBERT's exact-erf GELU with the kernels' erf approximation."""
+    return (0.5 * y) * (1.0 + erf_approx(y * _INV_SQRT2))
+
+
+def _per_token(v: torch.Tensor, T: int) -> torch.Tensor:
+    return v.reshape(-1).expand(T)
+
+
+def epilogue(acc: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Tensor, packed: torch.Tensor, *,
+             gelu_: bool = False, residual: torch.Tensor | None = None, out_scale: float | None = None,
+             out_zero_point: int | None = None) -> torch.Tensor:
+    weight_q, w_scale, bias, _ = unpack_weight(packed)
+    T = acc.shape[1]
+    wsum = weight_q.to(torch.int32).sum(1)
+    a = acc - _per_token(x_zero_point.to(torch.int32), T)[None, :] * wsum[:, None]
+    y = a.to(torch.float32) * (_per_token(x_scale.to(torch.float32), T)[None, :] * w_scale[:, None])
+    if bias is not None:
+        y = y + bias[:, None]
+    if gelu_:
+        y = gelu(y)
+    if residual is not None:
+        y = y + residual
+    if out_scale is None:
+        return y
+    q = torch.round(y / torch.tensor(out_scale, dtype=torch.float32)) + float(out_zero_point or 0)
+    return torch.clamp(q, 0, 255).to(torch.uint8)
+
+
+def quantized_linear(x_q, x_scale, x_zero_point, packed, *, gelu=False, residual=None, out_scale=None,
+                     out_zero_point=None):
+    if x_q.dtype == torch.int8:  # s8 codes: exact shift to u8 with zero point 128
+        if bool(x_zero_point.ne(0).any()):
+            raise ValueError("quantized_linear: int8 activations need zero point 0")
+        x_q = (x_q.to(torch.int16) + 128).to(torch.uint8)
+        x_zero_point = torch.full_like(x_zero_point, 128)
+    acc = quantized_linear_accumulators(x_q, packed)
+    return epilogue(acc, x_scale, x_zero_point, packed, gelu_=gelu, residual=residual, out_scale=out_scale,
+                    out_zero_point=out_zero_point)
+
+
+def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(u8 codes [K, T], scale [T], zero point [T]) of feature-major fp32 `x`, per token (column)."""
+    xt = x.to(torch.float32).t()
+    scale, zero_point = Q.dynamic_activation_params(xt)
+    return Q.quantize_activation(xt, scale, zero_point).t().contiguous(), scale, zero_point
+
+
+def dynamic_quantized_linear(x, packed, *, gelu=False, residual=None):
+    x_q, scale, zero_point = quantize_per_token(x)
+    return quantized_linear(x_q, scale, zero_point, packed, gelu=gelu, residual=residual)
