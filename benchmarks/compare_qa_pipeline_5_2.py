@@ -34,15 +34,16 @@ import json, sys, time
 import torch, transformers
 from transformers import pipeline
 transformers.utils.logging.disable_progress_bar()
-model_dir, questions_path, answers_path, threads, batch_size = sys.argv[1:6]
+model_dir, questions_path, answers_path, threads, batch_size, options = sys.argv[1:7]
+options = json.loads(options)
 questions = json.load(open(questions_path))
 torch.set_num_threads(int(threads))
 qa = pipeline("question-answering", model=model_dir, tokenizer=model_dir, device="cpu")
 answers, start, step = [], time.perf_counter(), 100
 for first in range(0, len(questions), step):
     part = questions[first : first + step]
-    out = qa(question=[q["question"] for q in part], context=[q["context"] for q in part], batch_size=int(batch_size))
-    answers.extend(out if isinstance(out, list) else [out])
+    out = qa(question=[q["question"] for q in part], context=[q["context"] for q in part], batch_size=int(batch_size), **options)
+    answers.extend(out if len(part) > 1 else [out])
     print(f"transformers {transformers.__version__}: {len(answers)}/{len(questions)}", file=sys.stderr, flush=True)
 json.dump({"answers": answers, "seconds": time.perf_counter() - start,
            "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}, open(answers_path, "w"))
@@ -83,7 +84,7 @@ def load_questions(path: Path, limit: int | None) -> list[dict]:
     return [{"id": e["id"], "question": e["question"], "context": e["context"]} for e in examples]
 
 
-def run_ours(model, model_dir: Path, questions: list[dict], batch_size: int) -> tuple[list[dict], float]:
+def run_ours(model, model_dir: Path, questions: list[dict], batch_size: int, options: dict) -> tuple[list, float]:
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer, pipeline
 
@@ -96,22 +97,29 @@ def run_ours(model, model_dir: Path, questions: list[dict], batch_size: int) -> 
     with tqdm(total=len(questions), desc=type(model).__name__) as bar:
         for first in range(0, len(questions), step):
             part = questions[first : first + step]
-            out = qa(question=[q["question"] for q in part], context=[q["context"] for q in part], batch_size=batch_size)
-            answers.extend(out if isinstance(out, list) else [out])
+            out = qa(question=[q["question"] for q in part], context=[q["context"] for q in part], batch_size=batch_size, **options)
+            answers.extend(out if len(part) > 1 else [out])
             bar.update(len(part))
     return answers, time.perf_counter() - start
 
 
-def agreement(reference: list[dict], ours: list[dict], questions: list[dict]) -> dict:
+def as_list(output) -> list[dict]:
+    """One question's output as a list of answers (a dict for one answer, a list for top_k > 1)."""
+    return output if isinstance(output, list) else [output]
+
+
+def agreement(reference: list, ours: list, questions: list[dict]) -> dict:
+    """Per question: the same answers in the same order (text, start, end), and the scores' largest difference."""
     same_text = same_span = 0
     score_diffs, disagreements = [], []
     for ref, mine, question in zip(reference, ours, questions):
-        text_ok = ref["answer"] == mine["answer"]
-        span_ok = (ref["start"], ref["end"]) == (mine["start"], mine["end"])
+        ref, mine = as_list(ref), as_list(mine)
+        text_ok = [a["answer"] for a in ref] == [a["answer"] for a in mine]
+        span_ok = [(a["start"], a["end"]) for a in ref] == [(a["start"], a["end"]) for a in mine]
         same_text += text_ok
         same_span += span_ok
         if text_ok and span_ok:
-            score_diffs.append(abs(ref["score"] - mine["score"]))
+            score_diffs.extend(abs(a["score"] - b["score"]) for a, b in zip(ref, mine))
         elif len(disagreements) < 10:
             disagreements.append({"id": question["id"], "transformers_5_2": ref, "ours": mine})
     n = len(reference)
@@ -133,6 +141,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the QA head")
     parser.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
     parser.add_argument("--batch-size", type=int, default=1, help="pipeline batch_size on both sides (windows per forward)")
+    parser.add_argument("--top-k", type=int, default=1, help="answers per question on both sides")
+    parser.add_argument("--handle-impossible-answer", action="store_true", help="allow the empty answer on both sides")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON report here")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     args = parser.parse_args()
@@ -148,6 +158,7 @@ def main() -> int:
     from fastdistilbert import FastDistilBertForQuestionAnswering
     from fastdistilbert.testing import minilm_qa_model
 
+    options = {"top_k": args.top_k, "handle_impossible_answer": args.handle_impossible_answer}
     torch.set_num_threads(args.threads)
     transformers.utils.logging.disable_progress_bar()
     questions = load_questions(args.data, args.limit)
@@ -160,12 +171,12 @@ def main() -> int:
         (tmp / "questions.json").write_text(json.dumps(questions))
         (tmp / "worker.py").write_text(WORKER)
         subprocess.run(
-            [str(reference_python), str(tmp / "worker.py"), str(model_dir), str(tmp / "questions.json"), str(tmp / "answers.json"), str(args.threads), str(args.batch_size)],
+            [str(reference_python), str(tmp / "worker.py"), str(model_dir), str(tmp / "questions.json"), str(tmp / "answers.json"), str(args.threads), str(args.batch_size), json.dumps(options)],
             check=True,
         )
         reference = json.loads((tmp / "answers.json").read_text())
-        hf_answers, hf_seconds = run_ours(AutoModelForQuestionAnswering.from_pretrained(model_dir).eval(), model_dir, questions, args.batch_size)
-        fast_answers, fast_seconds = run_ours(FastDistilBertForQuestionAnswering.from_pretrained(model_dir).eval(), model_dir, questions, args.batch_size)
+        hf_answers, hf_seconds = run_ours(AutoModelForQuestionAnswering.from_pretrained(model_dir).eval(), model_dir, questions, args.batch_size, options)
+        fast_answers, fast_seconds = run_ours(FastDistilBertForQuestionAnswering.from_pretrained(model_dir).eval(), model_dir, questions, args.batch_size, options)
 
     report = {
         "data": args.data.name,
@@ -177,6 +188,7 @@ def main() -> int:
         "cpu": platform.processor() or platform.machine(),
         "threads": args.threads,
         "batch_size": args.batch_size,
+        "options": options,
     }
     text = json.dumps(report, indent=2, ensure_ascii=False)
     print(text)

@@ -221,3 +221,30 @@ def test_pipeline_from_a_saved_directory(tmp_path, tokenizer):
     out = pipe(question="Where do I live?", context="My name is Wolfgang and I live in Berlin.")
     assert set(out) == {"score", "start", "end", "answer"} and 0 < out["score"] <= 1
     assert "My name is Wolfgang and I live in Berlin."[out["start"] : out["end"]] == out["answer"]
+
+
+def test_import_alone_registers_the_task_in_a_fresh_process(tmp_path, tokenizer):
+    """transformers >= 5.3 refuses the task; `import fastdistilbert` puts it back."""
+    import subprocess
+    import sys
+
+    from fastdistilbert.testing import tiny_distilbert_qa
+
+    tiny_distilbert_qa(vocab_size=30522, max_position_embeddings=128).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    script = (
+        "import sys\n"
+        "from transformers import pipeline\n"
+        "try:\n"
+        f"    pipeline('question-answering', model={str(tmp_path)!r})\n"
+        "    sys.exit('transformers accepted the removed task without fastdistilbert')\n"
+        "except KeyError as exc:\n"
+        "    assert 'has been removed' in str(exc), exc\n"
+        "import fastdistilbert\n"
+        f"qa = pipeline('question-answering', model={str(tmp_path)!r})\n"
+        "answer = qa(question='Where?', context='I live in Berlin.')\n"
+        "print(type(qa).__module__, 'I live in Berlin.'[answer['start'] : answer['end']] == answer['answer'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["fastdistilbert.pipelines.question_answering", "True"]

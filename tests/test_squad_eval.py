@@ -169,3 +169,11 @@ def test_eval_command_user_mistakes_are_user_errors(tmp_path, model_dir, data_di
     args = parse([item for pair in defaults.items() for item in pair] + ["--no-progress"])
     with pytest.raises(UserError, match=message):
         args.run(args)
+
+
+def test_console_script_prints_a_user_mistake_as_one_line(model_dir, tmp_path, capsys):
+    from fastdistilbert.cli import main
+
+    assert main(["eval", "--model", str(model_dir), "--data", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "SQuAD file not found" in err
