@@ -12,6 +12,7 @@ from fastdistilbert.trainers.arguments import QATArguments
 from fastdistilbert.trainers.callbacks import ObserverFreezeCallback
 from fastdistilbert.trainers.pruning import BlockPruner
 from fastdistilbert.trainers.qat import FakeQuantLinear, export_to_fast, fake_quant_linears, prepare_qat
+from fastdistilbert.trainers.qat import activation_params_of as export_activation_params
 from fastdistilbert.trainers.trainer import CompressionTrainer
 
 U = 2.0**-24  # fp32 unit roundoff
@@ -170,18 +171,8 @@ def test_logits_match_the_qat_model_within_derived_tolerance(seed):
     model = _observed_qat_model(seed=seed)
     fast = export_to_fast(model)
     ids, mask = _features(seed=seed)
-    with torch.no_grad():
-        qat = model(input_ids=ids, attention_mask=mask)
-        int8 = fast(input_ids=ids, attention_mask=mask)
-        for layer in fake_quant_linears(model).values():  # the fp32 model: same weights, no quantization
-            layer.observer_frozen.fill_(True)
-        fp32 = _float_logits(model, ids, mask)
-    real = mask.bool()  # logits of padding positions carry no answer (the fast path zeroes them)
-    for key in ("start_logits", "end_logits"):
-        noise = (qat[key] - fp32[key])[real].abs().max()
-        tolerance = 0.1 * noise + 4 * U * qat[key][real].abs().max()
-        assert noise > 0
-        assert (qat[key] - int8[key])[real].abs().max() <= tolerance, key
+    qat, fp32 = _assert_logits_within_derived_tolerance(model, fast, ids, mask)
+    real = mask.bool()
     for module in fast.modules():
         if isinstance(module, QuantizedLinear):
             module.input_zero_point.add_(1)
@@ -190,6 +181,22 @@ def test_logits_match_the_qat_model_within_derived_tolerance(seed):
     noise = (qat.start_logits - fp32["start_logits"])[real].abs().max()
     error = (qat.start_logits - corrupted.start_logits)[real].abs().max()
     assert error > 0.1 * noise + 4 * U * qat.start_logits[real].abs().max()
+
+
+def _assert_logits_within_derived_tolerance(model, fast, ids, mask):
+    """The check derived in test_logits_match_the_qat_model_within_derived_tolerance; returns (qat, fp32) logits."""
+    model.eval()
+    with torch.no_grad():
+        qat = model(input_ids=ids, attention_mask=mask)
+        int8 = fast(input_ids=ids, attention_mask=mask)
+        fp32 = _float_logits(model, ids, mask)
+    real = mask.bool()  # logits of padding positions carry no answer (the fast path zeroes them)
+    for key in ("start_logits", "end_logits"):
+        noise = (qat[key] - fp32[key])[real].abs().max()
+        tolerance = 0.1 * noise + 4 * U * qat[key][real].abs().max()
+        assert noise > 0
+        assert (qat[key] - int8[key])[real].abs().max() <= tolerance, key
+    return qat, fp32
 
 
 def _float_logits(model, ids, mask):
@@ -235,3 +242,39 @@ def test_qat_resumes_from_a_checkpoint_with_its_observed_ranges(tmp_path):
     full = run(tmp_path / "full")
     resumed = run(tmp_path / "resumed", resume=str(tmp_path / "full" / "checkpoint-3"))
     assert resumed == full and all(frozen for _, _, frozen in full.values())
+
+
+def test_q_k_v_share_one_input_range_as_the_fused_kernel_needs():
+    model = prepare_qat(tiny_qa_model(), QATArguments(observer_momentum=0.5))
+    attention = model.distilbert.transformer.layer[0].attention
+    assert attention.k_lin.range_owner is attention.q_lin and attention.v_lin.range_owner is attention.q_lin
+    assert attention.out_lin.range_owner is attention.out_lin
+    ids, mask = _features()
+    model.train()(input_ids=ids, attention_mask=mask)
+    attention.k_lin(torch.full((2, 32), 50.0))  # a follower never observes its own input
+    for follower in (attention.k_lin, attention.v_lin):
+        assert (follower.act_lo.item(), follower.act_hi.item()) == (attention.q_lin.act_lo.item(), attention.q_lin.act_hi.item())
+
+
+def test_learned_ranges_train_and_export_through_the_fused_kernels(tmp_path):
+    model = tiny_qa_model()
+    qat = QATArguments(activation_observer="learned", freeze_observers_step=2)
+    prepare_qat(model, qat)
+    attention = model.distilbert.transformer.layer[1].attention
+    assert isinstance(attention.q_lin.act_hi, torch.nn.Parameter) and not isinstance(attention.v_lin.act_hi, torch.nn.Parameter)
+    seen = []
+
+    class Record(ObserverFreezeCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            seen.append(attention.q_lin.act_hi.item())
+
+    trainer = CompressionTrainer(model=model, args=tiny_training_args(tmp_path, max_steps=5, learning_rate=0.05),
+                                 train_dataset=tiny_qa_dataset(), callbacks=[ObserverFreezeCallback(qat), Record(qat)])
+    trainer.train()
+    assert len(set(seen[1:])) > 1  # the frozen range kept moving: by gradient descent now
+    params = {n: p for n, p in export_activation_params(model).items()}
+    for layer in range(2):
+        prefix = f"distilbert.transformer.layer.{layer}.attention."
+        assert params[prefix + "q_lin"] == params[prefix + "k_lin"] == params[prefix + "v_lin"]
+    ids, mask = _features()
+    _assert_logits_within_derived_tolerance(model, export_to_fast(model), ids, mask)

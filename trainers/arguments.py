@@ -108,6 +108,12 @@ class QATArguments:
         metadata={"help": "Regexes of the Linear module names to fake-quantize (must be what the runtime quantizes)."},
     )
 
+    shared_input_groups: list[str] = field(
+        default_factory=lambda: ["q_lin,k_lin,v_lin"],
+        metadata={"help": "Comma-separated sibling Linears that read the same input and share one input range "
+                  "(the runtime fuses Q, K and V into one kernel); the first one observes or learns it."},
+    )
+
     def __post_init__(self):
         if self.activation_observer not in ("ema", "learned"):
             raise ValueError(f"activation_observer must be 'ema' or 'learned', got {self.activation_observer!r}")

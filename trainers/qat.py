@@ -12,6 +12,9 @@ activations, (s_x, z_x) = activation_params(lo, hi)). The input range [lo, hi] i
 `ObserverFreezeCallback` freezes it; with `activation_observer="learned"` the frozen range then becomes trainable
 (gradients reach lo/hi through s_x, LSQ-style, via the straight-through rounding of the shared module).
 
+Layers that read the same tensor (Q, K, V) share one input range, because the runtime runs them as one fused
+kernel with one input quantization.
+
 `export_to_fast(model)` builds the FastDistilBertForQuestionAnswering that runs these exact integers: its int8
 weights and scales come from `quantize_weight` (the same arithmetic as `fake_quantize_weight`) and its static
 input scale / zero point are `activation_params(lo, hi)` of each layer.
@@ -58,6 +61,23 @@ class FakeQuantLinear(nn.Linear):
         module.bias = linear.bias
         return module.train(linear.training)
 
+    def share_input_range_with(self, owner: "FakeQuantLinear") -> None:
+        """Quantize the input with `owner`'s range instead of an own one: for layers that read the same tensor
+        (Q, K, V), which the runtime fuses into one kernel with one input quantization. The owner observes (or
+        learns) the range; this layer mirrors it into its own buffers so its state dict stays truthful. The
+        owner must run first in the forward (q_lin does in DistilBERT)."""
+        if owner is self or owner.observer != self.observer:
+            raise ValueError("a layer can share the input range of another layer with the same observer type")
+        for name in ("act_lo", "act_hi"):
+            value = getattr(self, name).detach().clone()
+            delattr(self, name)  # a learned range is trained once, in the owner: here a plain buffer
+            self.register_buffer(name, value)
+        object.__setattr__(self, "_range_owner", owner)  # a plain reference, not a submodule
+
+    @property
+    def range_owner(self) -> "FakeQuantLinear":
+        return self.__dict__.get("_range_owner") or self
+
     @torch.no_grad()
     def observe(self, x: torch.Tensor) -> None:
         """Moves [lo, hi] toward this batch's min/max (global over processes); the first batch sets it."""
@@ -73,18 +93,27 @@ class FakeQuantLinear(nn.Linear):
             self.act_lo.lerp_(lo, self.momentum)
             self.act_hi.lerp_(hi, self.momentum)
 
+    @torch.no_grad()
+    def _mirror_owner(self) -> None:
+        owner = self.range_owner
+        for name in ("act_lo", "act_hi", "observer_initialized", "observer_frozen"):
+            getattr(self, name).copy_(getattr(owner, name))
+
     def activation_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(scale fp32, zero point int32) the forward uses and the export stores."""
-        if not bool(self.observer_initialized):
+        owner = self.range_owner
+        if not bool(owner.observer_initialized):
             raise RuntimeError("FakeQuantLinear has no activation range yet: run training (or calibration) "
                                "forwards in train mode before evaluating, freezing or exporting")
-        lo, hi = self.act_lo, self.act_hi
-        if not (self.observer == "learned" and bool(self.observer_frozen)):
+        lo, hi = owner.act_lo, owner.act_hi
+        if not (owner.observer == "learned" and bool(owner.observer_frozen)):
             lo, hi = lo.detach(), hi.detach()
         return Q.activation_params(lo, hi)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and not bool(self.observer_frozen):
+        if self.range_owner is not self:
+            self._mirror_owner()
+        elif self.training and not bool(self.observer_frozen):
             self.observe(x)
         scale, zero_point = self.activation_qparams()
         x_fq = Q.fake_quantize_activation(x, scale, zero_point)
@@ -99,15 +128,26 @@ def fake_quant_linears(model: nn.Module) -> dict[str, FakeQuantLinear]:
 
 
 def prepare_qat(model: nn.Module, qat_args: QATArguments | None = None) -> nn.Module:
-    """Replaces the target Linears of `model` by FakeQuantLinear in place and returns the model."""
+    """Replaces the target Linears of `model` by FakeQuantLinear in place and returns the model.
+
+    Sibling layers named in one of `qat_args.shared_input_groups` (default: q_lin, k_lin, v_lin) share the
+    first one's input range, as the runtime's fused QKV kernel requires."""
     qat_args = qat_args or QATArguments()
     if fake_quant_linears(model):
         raise ValueError("model already has FakeQuantLinear layers (prepare_qat was called twice)")
+    replaced: dict[str, dict[str, FakeQuantLinear]] = {}
     for name, linear in find_target_linears(model, qat_args.qat_modules).items():
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, FakeQuantLinear.from_linear(linear, qat_args.activation_observer,
-                                                           qat_args.observer_momentum))
+        module = FakeQuantLinear.from_linear(linear, qat_args.activation_observer, qat_args.observer_momentum)
+        setattr(parent, child, module)
+        replaced.setdefault(parent_name, {})[child] = module
+    for siblings in replaced.values():
+        for group in qat_args.shared_input_groups:
+            names = [n.strip() for n in group.split(",")]
+            if all(n in siblings for n in names):
+                for follower in names[1:]:
+                    siblings[follower].share_input_range_with(siblings[names[0]])
     return model
 
 
@@ -123,7 +163,8 @@ def activation_params_of(model: nn.Module) -> dict[str, tuple[float, int]]:
     """`{module name: (scale, zero_point)}` of every FakeQuantLinear, as the converter takes them."""
     params = {}
     for name, module in fake_quant_linears(model).items():
-        scale, zero_point = module.activation_qparams()
+        with torch.no_grad():
+            scale, zero_point = module.activation_qparams()
         params[name] = (float(scale), int(zero_point))  # float() of an fp32 tensor is exact
     return params
 
