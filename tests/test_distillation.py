@@ -130,3 +130,18 @@ def test_gradient_accumulation_gives_the_gradient_of_the_full_batch(tmp_path):
         weights.append(student.qa_outputs.weight.detach().clone())
     assert not torch.equal(weights[0], tiny_qa_model(seed=0).qa_outputs.weight)
     torch.testing.assert_close(weights[1], weights[0], rtol=0, atol=1e-6)
+
+
+def test_hidden_state_loss_needs_equal_hidden_sizes(tmp_path):
+    student, teacher = tiny_qa_model(), tiny_qa_model(dim=16, hidden_dim=32)
+    trainer = _trainer(tmp_path, student, teacher, hidden_state_loss_weight=1.0)
+    with pytest.raises(ValueError, match="equal hidden sizes"):
+        trainer.compute_loss(student, _batch())
+
+
+def test_trainer_positional_arguments_keep_transformers_order(tmp_path):
+    args = tiny_training_args(tmp_path)
+    trainer = DistillationTrainer(tiny_qa_model(), args, teacher_model=tiny_qa_model(seed=1))
+    assert trainer.args is args
+    with pytest.raises(ValueError, match="teacher_model"):
+        DistillationTrainer(tiny_qa_model(), args)

@@ -15,6 +15,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .arguments import PruningArguments, QATArguments
 from .mask_io import MASKS_FILE_NAME, load_masks, save_masks
 from .pruning import BlockPruner
+from .qat import set_observers_frozen
 from .schedule import cubic_sparsity, is_mask_update_step
 
 logger = logging.getLogger(__name__)
@@ -122,8 +123,6 @@ class ObserverFreezeCallback(CompressionCallback):
         self.qat_args = qat_args
 
     def _sync(self, model, step: int) -> None:
-        from .qat import set_observers_frozen  # late import: qat pulls in the runtime's quantization module
-
         freeze_at = self.qat_args.freeze_observers_step
         set_observers_frozen(model, freeze_at is not None and step >= freeze_at)
 

@@ -88,11 +88,11 @@ class DistillationTrainer(CompressionTrainer):
     # the gradient-accumulation steps (transformers' default would assume it was already scaled).
     loss_is_scaled_for_ga = False
 
-    def __init__(self, model=None, teacher_model: nn.Module | None = None, args=None,
+    def __init__(self, model=None, args=None, *trainer_args, teacher_model: nn.Module | None = None,
                  distillation_args: DistillationArguments | None = None, **kwargs):
         if teacher_model is None:
-            raise ValueError("DistillationTrainer needs a teacher_model")
-        super().__init__(model=model, args=args, **kwargs)
+            raise ValueError("DistillationTrainer needs a teacher_model=")
+        super().__init__(model, args, *trainer_args, **kwargs)
         self.distillation_args = distillation_args or DistillationArguments()
         self.teacher = teacher_model.eval().requires_grad_(False)
         self._teacher_inputs = _accepted_inputs(self.teacher)
