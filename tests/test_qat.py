@@ -278,3 +278,21 @@ def test_learned_ranges_train_and_export_through_the_fused_kernels(tmp_path):
         assert params[prefix + "q_lin"] == params[prefix + "k_lin"] == params[prefix + "v_lin"]
     ids, mask = _features()
     _assert_logits_within_derived_tolerance(model, export_to_fast(model), ids, mask)
+
+
+def test_calibration_sets_ranges_with_dropout_off_and_restores_the_mode():
+    from fastdistilbert.trainers.qat import calibrate_observers
+
+    model = prepare_qat(tiny_qa_model(dropout=0.5), QATArguments(observer_momentum=1.0))
+    model.train()
+    batches = [default_data_collator(tiny_qa_dataset(4, seed=s)) for s in range(3)]
+    dropout_modes = []
+    model.distilbert.transformer.layer[0].ffn.dropout.register_forward_hook(
+        lambda m, a, out: dropout_modes.append(m.training))
+    assert calibrate_observers(model, batches, max_batches=2) == 2
+    assert dropout_modes == [False, False] and model.training
+    layer = model.distilbert.transformer.layer[0].attention.q_lin
+    ids = batches[1]["input_ids"]
+    embeddings = model.eval().distilbert.embeddings(ids).detach()  # q_lin of layer 0 reads the embeddings
+    assert (layer.act_lo.item(), layer.act_hi.item()) == (embeddings.min().item(), embeddings.max().item())
+    export_to_fast(model)

@@ -10,7 +10,9 @@ with `fastdistilbert.quantization`'s functions (s8 symmetric per-channel weights
 activations, (s_x, z_x) = activation_params(lo, hi)). The input range [lo, hi] is observed during training
 (moving average of batch min/max, all-reduced over processes so every rank sees the global batch) until
 `ObserverFreezeCallback` freezes it; with `activation_observer="learned"` the frozen range then becomes trainable
-(gradients reach lo/hi through s_x, LSQ-style, via the straight-through rounding of the shared module).
+(gradients reach lo/hi through s_x, LSQ-style, via the straight-through rounding of the shared module). Before
+the freeze a learned range gets no gradient, so under DDP keep `ddp_find_unused_parameters` at its default.
+`calibrate_observers` sets the ranges from a few batches before training (or for a calibration-only export).
 
 Layers that read the same tensor (Q, K, V) share one input range, because the runtime runs them as one fused
 kernel with one input quantization.
@@ -21,9 +23,12 @@ input scale / zero point are `activation_params(lo, hi)` of each layer.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import DistilBertForQuestionAnswering
 
 from fastdistilbert import quantization as Q
@@ -157,6 +162,34 @@ def set_observers_frozen(model: nn.Module, frozen: bool) -> None:
             raise RuntimeError("cannot freeze an activation observer that has seen no data; freeze after at "
                                "least one training step")
         module.observer_frozen.fill_(frozen)
+
+
+@torch.no_grad()
+def calibrate_observers(model: nn.Module, batches: Iterable[dict], max_batches: int | None = None) -> int:
+    """Runs `batches` (dicts of model inputs, labels ignored) through the model with only the observers in
+    training mode (dropout stays off) and returns how many batches were seen. Gives every FakeQuantLinear a
+    range before training, or a static INT8 export without any training (post-training calibration)."""
+    layers = fake_quant_linears(model)
+    if not layers:
+        raise ValueError("model has no FakeQuantLinear layers: call prepare_qat first")
+    was_training = model.training
+    model.eval()
+    for layer in layers.values():
+        layer.training = True  # observe; the rest of the model stays in eval mode
+    seen = 0
+    try:
+        device = next(model.parameters()).device
+        for batch in tqdm(batches, desc="calibrating activation ranges", total=max_batches, leave=False):
+            if max_batches is not None and seen >= max_batches:
+                break
+            inputs = {k: v.to(device) for k, v in batch.items() if k not in ("start_positions", "end_positions")}
+            model(**inputs)
+            seen += 1
+    finally:
+        model.train(was_training)
+    if seen == 0:
+        raise ValueError("calibrate_observers got no batches")
+    return seen
 
 
 def activation_params_of(model: nn.Module) -> dict[str, tuple[float, int]]:
