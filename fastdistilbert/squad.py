@@ -8,7 +8,10 @@ processors), and `evaluate.load("squad")` needs the Hub, so it is written here.
 The evaluator follows transformers' question-answering examples: contexts are split into windows of
 `max_seq_len` tokens overlapping by `doc_stride`; in every window the `n_best` spans inside the context, at most
 `max_answer_len` tokens long, are ranked by start logit + end logit; the best one over all windows, cut from the
-context with the offset mapping, is the prediction.
+context with the offset mapping, is the prediction. One deliberate difference: the example pairs only the
+`n_best` highest start logits with the `n_best` highest end logits, which can miss the best valid span when those
+pairs are all invalid; here the search covers every valid span of the window, so the prediction is the same
+whenever the example finds a valid span among its pairs, and never a lower-scoring one.
 """
 from __future__ import annotations
 

@@ -177,3 +177,30 @@ def test_console_script_prints_a_user_mistake_as_one_line(model_dir, tmp_path, c
     assert main(["eval", "--model", str(model_dir), "--data", str(tmp_path / "missing.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "SQuAD file not found" in err
+
+
+def test_a_datasets_name_is_tried_when_no_such_file_exists(monkeypatch):
+    """No network here: `datasets.load_dataset` is replaced, once failing as offline, once returning rows."""
+    import datasets
+
+    calls = []
+
+    def offline(name, split):
+        calls.append((name, split))
+        raise ConnectionError("Couldn't reach the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(UserError, match="no such file, and loading it as a `datasets` name failed .*Couldn't reach"):
+        eval_command._load_examples("someorg/squad-like")
+    assert calls == [("someorg/squad-like", "validation")]
+
+    rows = [{"id": 7, "title": "t", "question": "Where?", "context": "In Berlin.", "answers": {"text": ["Berlin"], "answer_start": [3]}}]
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: rows)
+    assert eval_command._load_examples("squad") == [
+        {"id": "7", "title": "t", "question": "Where?", "context": "In Berlin.", "answers": ["Berlin"], "answer_starts": [3]}
+    ]
+    # Something that can only be a file never goes to the Hub.
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(UserError, match="SQuAD file not found"):
+        eval_command._load_examples("./dev.json")
+    assert len(calls) == 1

@@ -75,8 +75,9 @@ def _load_examples(data: str) -> list[dict]:
     from ..squad import examples_from_rows, load_squad
 
     path = Path(data)
-    if path.exists() or path.suffix == ".json" or len(path.parts) > 1:
-        return load_squad(path)  # a file the user meant: a clear "not found" beats a Hub lookup
+    # A name like "rajpurkar/squad" goes to `datasets`; what can only be a file gets a clear "not found".
+    if path.exists() or path.suffix == ".json" or path.is_absolute() or data.startswith((".", "~")):
+        return load_squad(path.expanduser())
     try:
         import datasets
 
