@@ -248,3 +248,14 @@ def test_import_alone_registers_the_task_in_a_fresh_process(tmp_path, tokenizer)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["fastdistilbert.pipelines.question_answering", "True"]
+
+
+def test_a_model_in_training_mode_answers_deterministically(tokenizer):
+    from fastdistilbert.testing import tiny_distilbert_qa
+
+    register_pipelines()
+    model = tiny_distilbert_qa(vocab_size=30522, max_position_embeddings=128, dropout=0.5).train()
+    pipe = pipeline("question-answering", model=model, tokenizer=tokenizer)
+    assert not model.training
+    first = pipe(question="Where do I live?", context="My name is Wolfgang and I live in Berlin.", top_k=3)
+    assert pipe(question="Where do I live?", context="My name is Wolfgang and I live in Berlin.", top_k=3) == first

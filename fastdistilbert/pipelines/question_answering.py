@@ -15,7 +15,8 @@ users relied on in 5.2 (same arguments, same output dicts, same scores):
 Differences from 5.2: `max_question_len` truncates the question with fast tokenizers too (5.2 applied it only to
 slow ones); a fast tokenizer (offset mappings) is required; bad input raises a clear `ValueError` up front
 (empty question or context, a window too small for the question and `doc_stride`); the pipeline stays on the
-model's device (CPU for a freshly loaded model) instead of moving to the first GPU.
+model's device (CPU for a freshly loaded model) instead of moving to the first GPU, and puts the model in eval
+mode (no dropout).
 
 Supported transformers: >=5.3,<6 (the range the package pins; see `fastdistilbert.pipelines.register_pipelines`).
 """
@@ -138,6 +139,8 @@ class QuestionAnsweringPipeline(ChunkPipeline):
             # Pipeline's default is the first GPU when one exists; stay where the model is (CPU unless moved).
             device = model.device
         super().__init__(model=model, tokenizer=tokenizer, task=task, device=device, **kwargs)
+        # A model built in code starts in training mode; dropout would make the answers random.
+        self.model.eval()
         self._model_input_names = forward_input_names(model, tokenizer)
 
     def _sanitize_parameters(
