@@ -259,3 +259,35 @@ def test_a_model_in_training_mode_answers_deterministically(tokenizer):
     assert not model.training
     first = pipe(question="Where do I live?", context="My name is Wolfgang and I live in Berlin.", top_k=3)
     assert pipe(question="Where do I live?", context="My name is Wolfgang and I live in Berlin.", top_k=3) == first
+
+
+def test_bert_model_gets_token_type_ids_and_the_hand_computed_answer(tokenizer):
+    """Any AutoModelForQuestionAnswering: a BERT QA model needs token_type_ids, which DistilBERT does not take."""
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=24, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, max_position_embeddings=128)
+    model = BertForQuestionAnswering(config).eval()
+    register_pipelines()
+    pipe = pipeline("question-answering", model=model, tokenizer=tokenizer)
+    question, context = "Where do I live?", "My name is Wolfgang and I live in Berlin, the capital of Germany."
+    out = pipe(question=question, context=context, align_to_words=False, max_answer_len=4)
+
+    encoded = tokenizer(question, context, return_tensors="pt", return_offsets_mapping=True)
+    offsets = encoded.pop("offset_mapping")[0].tolist()
+    with torch.no_grad():
+        logits = model(**encoded)
+        without_types = model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"])
+    assert not torch.allclose(logits.start_logits, without_types.start_logits)  # the test can tell them apart
+    context_tokens = [i for i, sid in enumerate(encoded.sequence_ids(0)) if sid == 1]
+    normaliser = [0] + context_tokens  # [CLS] and the context, as transformers' pipeline did
+    p_start = torch.softmax(logits.start_logits[0, normaliser], 0)
+    p_end = torch.softmax(logits.end_logits[0, normaliser], 0)
+    best = max(
+        ((p_start[a] * p_end[b]).item(), normaliser[a], normaliser[b])
+        for a in range(1, len(normaliser))
+        for b in range(a, min(a + 4, len(normaliser)))
+    )
+    score, start, end = best
+    assert (out["start"], out["end"]) == (offsets[start][0], offsets[end][1])
+    assert out["score"] == pytest.approx(score, rel=1e-5)
