@@ -72,6 +72,17 @@ def test_unsupported_transformers_version_fails_clearly(version):
         _check_transformers_version(version)
 
 
+def test_registration_refuses_an_unsupported_transformers(monkeypatch):
+    import transformers
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    register_pipelines()
+    monkeypatch.setattr(transformers, "__version__", "5.2.0")
+    with pytest.raises(RuntimeError, match=r"supports transformers .* but transformers 5\.2\.0 is installed"):
+        register_pipelines()
+    assert PIPELINE_REGISTRY.supported_tasks["question-answering"]["impl"] is QuestionAnsweringPipeline
+
+
 @pytest.mark.parametrize("version", ["5.3.0", "5.24.0", "5.99.0.dev0"])
 def test_supported_transformers_versions_pass(version):
     _check_transformers_version(version)

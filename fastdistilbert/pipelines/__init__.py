@@ -30,13 +30,18 @@ def register_pipelines() -> None:
     """Register the extractive question-answering pipeline with transformers (idempotent)."""
     _check_transformers_version(transformers.__version__)
     from transformers import AutoModelForQuestionAnswering
-    from transformers.pipelines import PIPELINE_REGISTRY, REMOVED_TASKS
+    from transformers import pipelines as hf_pipelines
 
+    if not hasattr(hf_pipelines, "PIPELINE_REGISTRY"):
+        raise RuntimeError(
+            f"transformers {transformers.__version__} has no transformers.pipelines.PIPELINE_REGISTRY: "
+            f"cannot register the {TASK} pipeline (supported: transformers {SUPPORTED_TRANSFORMERS})"
+        )
+    registry = hf_pipelines.PIPELINE_REGISTRY
     # transformers >= 5.3 lists the task as removed and raises KeyError before looking at the registry.
-    REMOVED_TASKS.pop(TASK, None)
-    registered = PIPELINE_REGISTRY.supported_tasks.get(TASK, {})
-    if registered.get("impl") is not QuestionAnsweringPipeline:
-        PIPELINE_REGISTRY.register_pipeline(
+    getattr(hf_pipelines, "REMOVED_TASKS", {}).pop(TASK, None)
+    if registry.supported_tasks.get(TASK, {}).get("impl") is not QuestionAnsweringPipeline:
+        registry.register_pipeline(
             TASK, pipeline_class=QuestionAnsweringPipeline, pt_model=AutoModelForQuestionAnswering, type="text"
         )
 
