@@ -21,7 +21,7 @@ from ._extension import EXTENSION_AVAILABLE, warn_if_unavailable
 
 # Largest block density at which each sparse kernel beats our dense kernel (avx512vnni, 2 threads,
 # tokens 128-3072, shapes 768x768 .. 3072x768), read off `benchmarks/bench_kernels.py`; see
-# benchmarks/README.md. Faster pattern first: it wins ties.
+# benchmarks/README.md.
 SPARSE_CROSSOVER = {"1x4": 0.6, "4x1": 0.6}
 
 
@@ -39,15 +39,18 @@ def detect_pattern(weight: torch.Tensor) -> PatternInfo:
     """Picks the fastest correct kernel for a weight `[N, K]` (int8 or float) from where its zeros are.
 
     A sparse pattern is chosen only when its block density is below that pattern's measured
-    crossover (SPARSE_CROSSOVER): zeros that do not follow the pattern leave few all-zero blocks,
-    so unstructured sparsity falls through to dense.
+    crossover (SPARSE_CROSSOVER), and the one with the lowest estimated time wins: zeros that do
+    not follow a pattern leave few all-zero blocks, so unstructured sparsity falls through to dense.
     """
     if weight.dim() != 2 or 0 in weight.shape:
         raise ValueError(f"detect_pattern: weight must be a non-empty 2-D [out, in] tensor, got {tuple(weight.shape)}")
     densities = R.block_densities(weight.detach())
-    for pattern, crossover in SPARSE_CROSSOVER.items():
-        if densities[pattern] <= crossover:
-            return PatternInfo(pattern, densities[pattern], densities)
+    # A sparse kernel's time relative to dense is about density / crossover (its per-block cost is
+    # 1 / crossover times dense's): take the cheapest pattern, if it beats dense.
+    relative = {p: densities[p] / crossover for p, crossover in SPARSE_CROSSOVER.items()}
+    best = min(relative, key=relative.get)
+    if relative[best] < 1.0:
+        return PatternInfo(best, densities[best], densities)
     return PatternInfo("dense", densities["dense"], densities)
 
 

@@ -37,6 +37,12 @@ _LN2_HI = float.fromhex("0x1.62e4p-1")
 _LN2_LO = float.fromhex("0x1.7f7d1cp-20")
 _EXP_POLY = [float.fromhex(h) for h in ("0x1.a01a02p-13", "0x1.6c16c2p-10", "0x1.111112p-7", "0x1.555556p-5",
                                         "0x1.555556p-3", "0x1p-1", "0x1p+0", "0x1p+0")]
+_SERIES_BELOW = 1.0
+_SERIES = [float.fromhex(h) for h in (
+    "0x1.fcc572p-27", "-0x1.5f742ep-23", "0x1.b9e6cap-20", "-0x1.f4d25cp-17",
+    "0x1.f9a326p-14", "-0x1.c02db4p-11", "0x1.565bcep-8", "-0x1.b82ce4p-6",
+    "0x1.ce2f22p-4", "-0x1.812746p-2", "0x1.20dd76p+0",
+)]  # erf(x)/x Taylor, x^20 .. x^0
 _INV_SQRT2 = float.fromhex("0x1.6a09e6p-1")
 
 
@@ -165,6 +171,11 @@ def _section(packed: torch.Tensor, offset: int, count: int, dtype: torch.dtype) 
     return packed[offset:offset + count * size].view(dtype)
 
 
+def _owner(ptr: torch.Tensor, count: int) -> torch.Tensor:
+    """Index i of the pointer interval [ptr[i], ptr[i+1]) that holds each of 0 .. count-1."""
+    return torch.searchsorted(ptr[1:], torch.arange(count), right=True)
+
+
 def unpack_weight(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, str]:
     """(weight_q int8 [N, K], weight_scale [N], bias [N] or None, pattern) of a packed weight."""
     info = packed_info(packed)
@@ -183,10 +194,10 @@ def unpack_weight(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
         words = _section(packed, info["off_w"], n_stored, torch.int32).contiguous().view(torch.int8)
         wp = torch.zeros(Np, Kp, dtype=torch.int8)
         if pattern == "1x4":
-            rows = torch.repeat_interleave(torch.arange(Np), ptr[1:] - ptr[:-1])
+            rows = _owner(ptr, n_stored)
             wp.view(Np, Kp // 4, 4)[rows, idx] = words.view(-1, 4)
         else:
-            quad_group = torch.repeat_interleave(torch.arange(Np // 4), ptr[1:] - ptr[:-1])
+            quad_group = _owner(ptr, n_stored // 4)
             w = words.view(-1, 4, 4)                                     # [quad, row, position]
             for pos in range(4):                                          # padded slots carry weight 0
                 k = idx.view(-1, 4)[:, pos]
@@ -239,7 +250,12 @@ def erf_approx(x: torch.Tensor) -> torch.Tensor:
         poly = poly * u + c
     poly = poly * u
     e = 1.0 - poly * _exp_neg(-(a * a))
-    return torch.where(x < 0, -e, e)
+    e = torch.where(x < 0, -e, e)
+    x2 = x * x
+    series = torch.full_like(x, _SERIES[0])
+    for c in _SERIES[1:]:
+        series = series * x2 + c
+    return torch.where(a < _SERIES_BELOW, x * series, e)
 
 
 def gelu(y: torch.Tensor) -> torch.Tensor:

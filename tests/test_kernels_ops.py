@@ -1,0 +1,237 @@
+"""The op layer: forced-ISA proof, opcheck, torch.compile, per-token quantization, pattern detection,
+packing round trips and clear errors on bad input."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import fastdistilbert
+from fastdistilbert import ops
+from fastdistilbert import quantization as Q
+from fastdistilbert import reference_ops as R
+from fastdistilbert._extension import cpu_features
+from test_kernels_support import AVAILABLE_ISAS, PATTERNS, act_params, codes, forced_isa, weight_with_zeros
+
+pytestmark = pytest.mark.skipif(not ops.EXTENSION_AVAILABLE, reason="C++ extension not built")
+
+# CPU features each compiled variant needs; a new variant must be added here (and is then covered).
+REQUIRED_FEATURES = {
+    "avx512vnni": {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx2", "fma"},
+    "avx512vnni_256": {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx2", "fma"},
+    "avxvnni": {"avx_vnni", "avx2", "fma"},
+    "avx2": {"avx2", "fma"},
+    "ref": set(),
+}
+
+
+def small_case(pattern="dense", n=13, k=17, t=9):
+    weight_q, scale, bias = weight_with_zeros(n, k, 0.5, pattern, seed=1)
+    return ops.pack_weight(weight_q, scale, bias, pattern), codes(k, t, seed=2), act_params(t, seed=3)
+
+
+def test_every_compiled_isa_is_tested_unless_the_cpu_lacks_it():
+    features = set(cpu_features())
+    assert set(fastdistilbert.compiled_isas()) == set(REQUIRED_FEATURES)
+    for isa, needed in REQUIRED_FEATURES.items():
+        assert (isa in AVAILABLE_ISAS) == (needed <= features), isa
+
+
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
+def test_forced_isa_is_the_one_running(isa):
+    packed, x, (scale, zp) = small_case()
+    with forced_isa(isa):
+        ops.quantized_linear(x, scale, zp, packed)
+        assert ops.last_isa() == isa
+        ops.dynamic_quantized_linear(torch.randn(17, 5), packed)
+        assert ops.last_isa() == isa
+
+
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
+def test_force_isa_environment_variable_runs_that_variant(isa):
+    code = ("import torch, fastdistilbert\nfrom fastdistilbert import ops\n"
+            "w = torch.ones(5, 6, dtype=torch.int8)\np = ops.pack_weight(w, torch.ones(5), None, '1x4')\n"
+            "y = ops.quantized_linear(torch.full((6, 3), 2, dtype=torch.uint8), torch.ones(1), torch.zeros(1, dtype=torch.int32), p)\n"
+            "print(ops.last_isa(), int(y.sum()))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "FASTDISTILBERT_FORCE_ISA": isa},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [isa, str(5 * 3 * 12)]
+
+
+def test_forcing_an_isa_the_cpu_lacks_is_a_clear_error():
+    missing = [isa for isa in fastdistilbert.compiled_isas() if isa not in AVAILABLE_ISAS]
+    if not missing:
+        pytest.skip("this CPU runs every compiled variant")
+    with pytest.raises(RuntimeError, match=f"ISA '{missing[0]}' is not supported by this CPU"):
+        fastdistilbert.set_isa(missing[0])
+    out = subprocess.run([sys.executable, "-c", "import fastdistilbert; fastdistilbert.active_isa()"],
+                         env={**os.environ, "FASTDISTILBERT_FORCE_ISA": missing[0]}, capture_output=True, text=True)
+    assert out.returncode != 0 and "not supported by this CPU" in out.stderr
+
+
+def test_unknown_isa_for_accumulators_is_a_clear_error():
+    packed, x, _ = small_case()
+    with pytest.raises(RuntimeError, match="unknown ISA 'sse9'"):
+        ops.quantized_linear_accumulators(x, packed, "sse9")
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_opcheck_every_op(pattern):
+    packed, x, (scale, zp) = small_case(pattern)
+    n, t = 13, x.shape[1]
+    f = torch.ops.fastdistilbert
+    torch.library.opcheck(f.quantized_linear.default, (x, scale, zp, packed, n),
+                          dict(gelu=True, residual=torch.randn(n, t), out_scale=None, out_zero_point=None))
+    torch.library.opcheck(f.quantized_linear.default, (x, scale, zp, packed, n),
+                          dict(gelu=False, residual=None, out_scale=0.1, out_zero_point=3))
+    torch.library.opcheck(f.dynamic_quantized_linear.default, (torch.randn(17, t), packed, n), dict(gelu=True))
+    torch.library.opcheck(f.quantize_per_token.default, (torch.randn(17, t),))
+    torch.library.opcheck(f.quantized_linear_accumulators.default, (x, packed, n, ""))
+    weight_q, w_scale, bias = weight_with_zeros(6, 10, 0.5, pattern, seed=4)
+    torch.library.opcheck(f.pack_weight.default, (weight_q, w_scale, bias, pattern),
+                          test_utils=("test_schema", "test_autograd_registration"))
+
+
+class TwoLinears(torch.nn.Module):
+    """A GELU FFN in the runtime's feature-major layout, chaining the ops as the model does."""
+
+    def __init__(self, k=24, hidden=40):
+        super().__init__()
+        w1, s1, b1 = weight_with_zeros(hidden, k, 0.3, "4x1", seed=7)
+        w2, s2, b2 = weight_with_zeros(k, hidden, 0.3, "1x4", seed=8)
+        self.register_buffer("packed1", ops.pack_weight(w1, s1, b1, "4x1"))
+        self.register_buffer("packed2", ops.pack_weight(w2, s2, b2, "1x4"))
+        self.k, self.hidden = k, hidden
+
+    def forward(self, x):
+        h = ops.dynamic_quantized_linear(x, self.packed1, gelu=True, out_features=self.hidden)
+        h_q, h_scale, h_zp = ops.quantize_per_token(h)
+        return ops.quantized_linear(h_q, h_scale, h_zp, self.packed2, residual=x)
+
+
+def test_torch_compile_fullgraph_matches_eager():
+    module = TwoLinears()
+    x = torch.randn(24, 11)
+    compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(x), module(x))
+    x2 = torch.randn(24, 5)  # another token count: recompiles or runs dynamic, same result
+    assert torch.equal(compiled(x2), module(x2))
+
+
+def test_quantize_per_token_matches_shared_quantization_math():
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(50, 40, generator=g) * 3
+    x[:, 0] = 0.0              # constant zero token: scale 1
+    x[:, 1] = 2.5              # constant positive token
+    x[:, 2] = -torch.rand(50)  # all negative
+    x[:, 3] = torch.rand(50)   # all positive
+    q, scale, zp = ops.quantize_per_token(x)
+    want_scale, want_zp = Q.dynamic_activation_params(x.t())
+    assert torch.equal(scale, want_scale) and torch.equal(zp, want_zp)
+    assert torch.equal(q, Q.quantize_activation(x.t(), want_scale, want_zp).t())
+    assert all(torch.equal(a, b) for a, b in zip((q, scale, zp), R.quantize_per_token(x)))
+
+
+def test_erf_approximation_error_and_gelu():
+    x = torch.linspace(-6, 6, 1200001, dtype=torch.float32)
+    err = (R.erf_approx(x).double() - torch.erf(x.double())).abs().max().item()
+    assert err <= 2e-7, err
+    gelu_err = (R.gelu(x).double() - torch.nn.functional.gelu(x.double())).abs().max().item()
+    assert gelu_err <= 2e-6, gelu_err
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_pack_round_trip_and_header(pattern):
+    for n, k in [(1, 1), (5, 7), (13, 64), (64, 13)]:
+        weight_q, scale, bias = weight_with_zeros(n, k, 0.4, pattern, seed=n + k)
+        for b in (bias, None):
+            packed = ops.pack_weight(weight_q, scale, b, pattern)
+            info = ops.packed_info(packed)
+            assert (info["pattern"], info["N"], info["K"], info["has_bias"]) == (pattern, n, k, b is not None)
+            got_w, got_s, got_b, got_p = R.unpack_weight(packed)
+            assert torch.equal(got_w, weight_q) and torch.equal(got_s, scale) and got_p == pattern
+            assert (got_b is None) if b is None else torch.equal(got_b, b)
+
+
+def test_detect_pattern():
+    w41, _, _ = weight_with_zeros(64, 64, 0.2, "4x1", seed=1)
+    w14, _, _ = weight_with_zeros(64, 64, 0.2, "1x4", seed=2)
+    unstructured, _, _ = weight_with_zeros(64, 64, 0.5, "dense", seed=3)
+    assert ops.detect_pattern(w41).pattern == "4x1"
+    assert ops.detect_pattern(w14).pattern == "1x4"
+    assert ops.detect_pattern(unstructured).pattern == "dense"
+    assert ops.detect_pattern(torch.randn(8, 8)).pattern == "dense"
+    info = ops.detect_pattern(w41)
+    assert info.block_density == info.densities["4x1"] and info.densities["4x1"] < info.densities["1x4"]
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+
+def test_bad_activations_are_clear_errors():
+    packed, x, (scale, zp) = small_case()
+    with pytest.raises(RuntimeError, match="x_q must be uint8 or int8"):
+        ops.quantized_linear(x.float(), scale, zp, packed)
+    with pytest.raises(RuntimeError, match="features .* K = 17"):
+        ops.quantized_linear(codes(16, 9, seed=1), scale, zp, packed)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        ops.quantized_linear(codes(9, 17, seed=1).t(), scale, zp, packed)
+    with pytest.raises(RuntimeError, match="x_scale must have shape"):
+        ops.quantized_linear(x, scale[:4], zp, packed)
+    with pytest.raises(RuntimeError, match="x_zero_point must be Int"):
+        ops.quantized_linear(x, scale, zp.long(), packed)
+    with pytest.raises(RuntimeError, match="int8 activations need zero point 0"):
+        ops.quantized_linear(codes(17, 9, seed=1, dtype=torch.int8), scale, zp + 1, packed)
+    with pytest.raises(RuntimeError, match="residual must have shape"):
+        ops.quantized_linear(x, scale, zp, packed, residual=torch.zeros(3, 9), out_features=13)
+    with pytest.raises(RuntimeError, match="x must be float32"):
+        ops.dynamic_quantized_linear(x, packed)
+    with pytest.raises(RuntimeError, match="out_scale must be a positive"):
+        ops.quantized_linear(x, scale, zp, packed, out_scale=0.0)
+
+
+def _with_checksum(raw: torch.Tensor) -> torch.Tensor:
+    header = bytes(raw[:124].tolist())
+    raw[124:128] = torch.tensor(list(R._fnv1a(header).to_bytes(4, "little")), dtype=torch.uint8)
+    return raw
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda p: p.index_fill_(0, torch.tensor([0]), 0), "bad magic"),
+    (lambda p: p.index_fill_(0, torch.tensor([17]), 9), "checksum mismatch"),
+    (lambda p: _with_checksum(p.index_fill_(0, torch.tensor([8]), 2)), "format version 2"),
+    (lambda p: p[:100].clone(), "shorter than its header"),
+    (lambda p: p[:-64].clone(), "header says"),
+    (lambda p: p.float(), "1-D uint8"),
+])
+def test_corrupt_or_wrong_version_packed_buffer_is_a_clear_error(corrupt, message):
+    for pattern in PATTERNS:
+        packed, x, (scale, zp) = small_case(pattern)
+        bad = corrupt(packed.clone())
+        with pytest.raises(RuntimeError, match=message):
+            ops.quantized_linear(x, scale, zp, bad, out_features=13)
+        with pytest.raises(ValueError):
+            ops.packed_info(bad if bad.dtype == torch.uint8 else bad.to(torch.uint8).view(-1)[:10])
+
+
+def test_corrupt_sparse_indices_are_caught():
+    packed, x, (scale, zp) = small_case("1x4")
+    info = ops.packed_info(packed)
+    bad = packed.clone()
+    bad[info["off_idx"]:info["off_idx"] + 4] = torch.tensor([0xFF, 0xFF, 0, 0], dtype=torch.uint8)
+    with pytest.raises(RuntimeError, match="index out of range"):
+        ops.quantized_linear(x, scale, zp, bad)
+
+
+def test_bad_pack_inputs_are_clear_errors():
+    w = torch.ones(4, 4, dtype=torch.int8)
+    with pytest.raises(ValueError, match="unknown pattern '2x2'"):
+        ops.pack_weight(w, torch.ones(4), None, "2x2")
+    with pytest.raises(ValueError, match="weight_q must be a non-empty 2-D int8"):
+        ops.pack_weight(w.float(), torch.ones(4), None, "dense")
+    with pytest.raises(ValueError, match="weight_scale must be float32"):
+        ops.pack_weight(w, torch.ones(3), None, "dense")
+    with pytest.raises(ValueError, match="-128"):
+        ops.pack_weight(torch.full((4, 4), -128, dtype=torch.int8), torch.ones(4), None, "dense")
