@@ -21,6 +21,7 @@ from .conversion import ENCODER_LINEARS, distilbert_qa_from_bert, fast_from_dist
 from .errors import CheckpointError
 from .modules import QuantizedLinear
 from .ops_available import kernels_available
+from .third_party import load_qdq_checkpoint
 from . import runtime
 
 REMOTE_CODE_DIR = Path(__file__).parent / "remote_code"
@@ -79,6 +80,8 @@ class _FastCheckpointMixin:
             return cls._from_bert_checkpoint(path, kwargs)
         if not isinstance(config, FastDistilBertConfig):
             config = FastDistilBertConfig.from_distilbert_config(config)
+        if not config.is_quantized and (qdq := load_qdq_checkpoint(cls, path, config, kwargs)) is not None:
+            return qdq  # a third-party INT8 (QDQ) export, read by third_party.py
         config.check_quantization()
         if os.path.isdir(path) or not kwargs.get("local_files_only", False):
             check_checkpoint(path, config, **kwargs)
