@@ -50,11 +50,15 @@ def test_prepare_qat_shares_parameters_and_keeps_state_dict_keys():
 def test_forward_is_the_shared_fake_quant_formula():
     model = _observed_qat_model()
     layer = model.distilbert.transformer.layer[0].ffn.lin1
+    layer.observer_frozen.fill_(True)
     x = torch.randn(5, 64)
     scale, zero_point = Q.activation_params(layer.act_lo, layer.act_hi)
     expected = torch.nn.functional.linear(Q.fake_quantize_activation(x, scale, zero_point),
                                           Q.fake_quantize_weight(layer.weight), layer.bias)
-    assert torch.equal(layer(x), expected)
+    assert torch.equal(layer.train()(x), expected)
+    # eval mode runs the exported layer's own integer arithmetic
+    assert torch.equal(layer.eval()(x), export_to_fast(model).get_submodule(
+        "distilbert.transformer.layer.0.ffn.lin1")(x))
 
 
 def test_observer_follows_ema_until_frozen():
@@ -132,7 +136,7 @@ def _capture_linear_inputs(model, ids, mask):
 
 
 def test_each_layer_matches_the_int8_layer_within_the_fp32_summation_bound():
-    """Same input, same codes: the QAT layer sums the products (q_k - z) s * w_k s_w in fp32 (each product of
+    """Same input, same codes: in training the QAT layer sums the products (q_k - z) s * w_k s_w in fp32 (each product of
     two once-rounded factors, summed in any order), the INT8 layer sums them exactly in integers and scales
     once. Standard error analysis (Higham, ch. 3) bounds the difference by
         gamma_{K+5} * s * s_w * sum_k |q_k - z| |w_k|  +  2u (|y| + |b|),    gamma_n = n u / (1 - n u),
@@ -145,8 +149,9 @@ def test_each_layer_matches_the_int8_layer_within_the_fp32_summation_bound():
     exported = dict(fast.named_modules())
     for name, layer in fake_quant_linears(model).items():
         x = inputs[name]
+        layer.observer_frozen.fill_(True)
         with torch.no_grad():
-            y_qat, y_int8 = layer(x), exported[name](x)
+            y_qat, y_int8 = layer.train()(x), exported[name](x)  # train mode: the fp32 fake-quant GEMM
         scale, zero_point = layer.activation_qparams()
         codes = Q.quantize_activation(x, scale, zero_point).double() - float(zero_point)
         w_codes = exported[name].weight.double()
@@ -158,45 +163,48 @@ def test_each_layer_matches_the_int8_layer_within_the_fp32_summation_bound():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_logits_match_the_qat_model_within_derived_tolerance(seed):
-    """End to end the models differ only where a layer's fp32 summation error (bounded above) pushes a value of
-    the next layer's input across a rounding boundary of its quantizer: that element's u8 code moves by one
-    step s_x. A flip needs x/s_x within ~K u |x|/s_x <= K u 255 (~2e-3 for K = 128) of a boundary, so a fraction
-    p ~ 1e-3 of the N quantized elements flip, each by one step, while quantization itself moves EVERY element by
-    a uniform error of RMS s_x/sqrt(12). Summing independent contributions, the export error relative to the
-    quantization noise |logits_qat - logits_fp32| is about sqrt(p N) s / (sqrt(N) s / sqrt(12)) = sqrt(12 p) ~ 0.1:
-    we allow 10% of the noise (plus 4 ulp of the logits for their own fp32 rounding). A systematic export error
-    is larger: every zero point off by one (another rounding convention) measures 20-40% of the noise on these
-    models, and the end of the test checks that it fails the tolerance."""
+def test_logits_match_the_qat_model(seed):
     model = _observed_qat_model(seed=seed)
     fast = export_to_fast(model)
     ids, mask = _features(seed=seed)
-    qat, fp32 = _assert_logits_within_derived_tolerance(model, fast, ids, mask)
-    real = mask.bool()
-    for module in fast.modules():
-        if isinstance(module, QuantizedLinear):
-            module.input_zero_point.add_(1)
+    qat = _assert_logits_match(model, fast, ids, mask)
+    fast.distilbert.transformer.layer[0].attention.q_lin.input_scale.mul_(255 / 256)  # any export error shows
+    fast.distilbert.use_int8_kernels = False
     with torch.no_grad():
-        corrupted = fast(input_ids=ids, attention_mask=mask)
-    noise = (qat.start_logits - fp32["start_logits"])[real].abs().max()
-    error = (qat.start_logits - corrupted.start_logits)[real].abs().max()
-    assert error > 0.1 * noise + 4 * U * qat.start_logits[real].abs().max()
+        assert not torch.equal(fast(input_ids=ids, attention_mask=mask).start_logits, qat.start_logits)
 
 
-def _assert_logits_within_derived_tolerance(model, fast, ids, mask):
-    """The check derived in test_logits_match_the_qat_model_within_derived_tolerance; returns (qat, fp32) logits."""
+def _assert_logits_match(model, fast, ids, mask):
+    """Tolerances of the exported model against the QAT model (in eval mode), returns the QAT logits.
+
+    Reference path (`use_int8_kernels = False`): EXACT equality. Both models run the same HF modules for
+    everything but the encoder Linears, and the QAT model's eval forward runs the runtime's own QuantizedLinear on
+    the same input with the exported integers, so every operation and every rounding is the same.
+
+    Kernel path: the C++ encoder computes LayerNorm, softmax, GELU and the attention products with its own fp32
+    code, so values differ in the last bits; where such a difference straddles a rounding boundary of the next
+    quantizer, a u8 code moves by one step, and that step feeds later quantizers, which can flip in turn. The
+    kernel logits are therefore a second rounding of the same fp32 model, not a bit-exact copy: at worst (after
+    many layers the flips decorrelate the two roundings) they differ from the QAT logits like two independent
+    roundings do, i.e. by up to sqrt(2) x the quantization noise |logits_qat - logits_fp32|. We allow exactly
+    that (plus 4 ulp of the logits). Measured: ~1e-8 on these 2-layer models, ~0.45 x the noise on the 6-layer
+    MiniLM encoder at 80% sparsity."""
     model.eval()
     with torch.no_grad():
         qat = model(input_ids=ids, attention_mask=mask)
-        int8 = fast(input_ids=ids, attention_mask=mask)
         fp32 = _float_logits(model, ids, mask)
-    real = mask.bool()  # logits of padding positions carry no answer (the fast path zeroes them)
+        kernels = fast(input_ids=ids, attention_mask=mask)
+        fast.distilbert.use_int8_kernels = False
+        reference = fast(input_ids=ids, attention_mask=mask)
+        fast.distilbert.use_int8_kernels = True
+    real = mask.bool()  # logits of padding positions carry no answer (the kernel path zeroes them)
     for key in ("start_logits", "end_logits"):
+        assert torch.equal(qat[key], reference[key]), key
         noise = (qat[key] - fp32[key])[real].abs().max()
-        tolerance = 0.1 * noise + 4 * U * qat[key][real].abs().max()
         assert noise > 0
-        assert (qat[key] - int8[key])[real].abs().max() <= tolerance, key
-    return qat, fp32
+        tolerance = 2**0.5 * noise + 4 * U * qat[key][real].abs().max()
+        assert (qat[key] - kernels[key])[real].abs().max() <= tolerance, key
+    return qat
 
 
 def _float_logits(model, ids, mask):
@@ -277,7 +285,7 @@ def test_learned_ranges_train_and_export_through_the_fused_kernels(tmp_path):
         prefix = f"distilbert.transformer.layer.{layer}.attention."
         assert params[prefix + "q_lin"] == params[prefix + "k_lin"] == params[prefix + "v_lin"]
     ids, mask = _features()
-    _assert_logits_within_derived_tolerance(model, export_to_fast(model), ids, mask)
+    _assert_logits_match(model, export_to_fast(model), ids, mask)
 
 
 def test_calibration_sets_ranges_with_dropout_off_and_restores_the_mode():

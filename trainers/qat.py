@@ -4,7 +4,7 @@
 runtime quantizes) for `FakeQuantLinear`, in place. A FakeQuantLinear IS an nn.Linear with the same
 `weight`/`bias` Parameters (optimizers, pruning masks and state-dict keys are unaffected) whose forward is
 
-    y = F.linear(fake_quantize_activation(x, s_x, z_x), fake_quantize_weight(W), b)
+    y = F.linear(fake_quantize_activation(x, s_x, z_x), fake_quantize_weight(W), b)        (train mode)
 
 with `fastdistilbert.quantization`'s functions (s8 symmetric per-channel weights; u8 asymmetric per-tensor
 activations, (s_x, z_x) = activation_params(lo, hi)). The input range [lo, hi] is observed during training
@@ -16,6 +16,10 @@ the freeze a learned range gets no gradient, so under DDP keep `ddp_find_unused_
 
 Layers that read the same tensor (Q, K, V) share one input range, because the runtime runs them as one fused
 kernel with one input quantization.
+
+In eval mode a FakeQuantLinear runs the runtime's own `QuantizedLinear` instead (exact integer product, the
+runtime's epilogue): what you evaluate during QAT is bit for bit the exported model's reference path. Train mode
+keeps the fp32 fake-quant GEMM, which differs from the integer path only by fp32 summation order (tests bound it).
 
 `export_to_fast(model)` builds the FastDistilBertForQuestionAnswering that runs these exact integers: its int8
 weights and scales come from `quantize_weight` (the same arithmetic as `fake_quantize_weight`) and its static
@@ -32,6 +36,8 @@ from tqdm.auto import tqdm
 from transformers import DistilBertForQuestionAnswering
 
 from fastdistilbert import quantization as Q
+from fastdistilbert.conversion import convert_to_fast
+from fastdistilbert.modules import QuantizedLinear
 
 from .arguments import QATArguments
 from .pruning import find_target_linears
@@ -120,9 +126,20 @@ class FakeQuantLinear(nn.Linear):
             self._mirror_owner()
         elif self.training and not bool(self.observer_frozen):
             self.observe(x)
+        if not self.training:
+            return self.int8_forward(x)
         scale, zero_point = self.activation_qparams()
         x_fq = Q.fake_quantize_activation(x, scale, zero_point)
         return F.linear(x_fq, Q.fake_quantize_weight(self.weight), self.bias)
+
+    def int8_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """What the exported layer computes: the runtime's own QuantizedLinear (exact integer product, shared
+        epilogue), built from this layer's current weight and range. Used in eval mode, so evaluating the QAT
+        model gives bit for bit the logits of the exported model's reference path (no gradient flows here)."""
+        with torch.no_grad():
+            scale, zero_point = self.activation_qparams()
+            runtime_layer = QuantizedLinear.from_linear(self, True, float(scale), int(zero_point)).to(x.device)
+            return runtime_layer(x)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, observer={self.observer}, frozen={bool(self.observer_frozen)}"
@@ -204,8 +221,6 @@ def activation_params_of(model: nn.Module) -> dict[str, tuple[float, int]]:
 
 def export_to_fast(model: nn.Module):
     """FastDistilBertForQuestionAnswering (INT8, static activations) computing with the QAT model's integers."""
-    from fastdistilbert.conversion import convert_to_fast
-
     model = getattr(model, "module", model)  # a DDP-wrapped student
     if not isinstance(model, DistilBertForQuestionAnswering):
         raise TypeError(f"export_to_fast expects a DistilBertForQuestionAnswering, got {type(model).__name__}")
