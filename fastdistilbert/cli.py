@@ -11,7 +11,7 @@ import sys
 
 from .errors import UserError
 
-COMMANDS = ("info", "demo", "eval", "convert")
+COMMANDS = ("info", "demo", "eval", "convert", "card", "push")
 
 
 def build_parser() -> argparse.ArgumentParser:

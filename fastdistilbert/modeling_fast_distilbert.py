@@ -142,6 +142,13 @@ class _FastCheckpointMixin:
         for shim in REMOTE_CODE_DIR.glob("*.py"):
             shutil.copyfile(shim, directory / shim.name)
 
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """Publishes through `fastdistilbert.hub.push_to_hub`: our model card (HF's would replace README.md,
+        PITFALLS 19), the auto_map shims, the tokenizer if given, and no overwrite of another model without consent."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
     def quantized_linears(self) -> dict[str, QuantizedLinear]:
         return {name: m for name, m in self.named_modules() if isinstance(m, QuantizedLinear)}
 

@@ -142,6 +142,14 @@ def _handler_for(hub: HubStandIn):
                 return None
             return repo
 
+        def _snapshot(self, repo_id: str, rev: str) -> tuple[Repo | None, dict[str, bytes] | None]:
+            """The repo and its files at `rev`; (…, None) after answering with the error."""
+            repo = self._visible_repo(repo_id)
+            files = repo.files(rev) if repo is not None else None
+            if repo is not None and files is None:
+                self._error(404, f"Invalid rev id: {rev}", "RevisionNotFound")
+            return repo, files
+
         def _writable_repo(self, repo_id: str) -> Repo | None:
             user = hub.user(self.headers)
             if user is None:
@@ -212,12 +220,9 @@ def _handler_for(hub: HubStandIn):
             self._json(200, {"standardEnvVars": [], "harnesses": {}})
 
         def model_info(self, query, repo, rev="main"):
-            found = self._visible_repo(repo)
-            if found is None:
-                return
-            files = found.files(rev)
+            found, files = self._snapshot(repo, rev)
             if files is None:
-                return self._error(404, f"Invalid rev id: {rev}", "RevisionNotFound")
+                return
             siblings = [{"rfilename": name, "blobId": git_blob_sha1(data), "size": len(data)}
                         for name, data in sorted(files.items())]
             self._json(200, {"_id": repo, "id": repo, "modelId": repo, "author": found.owner, "sha": found.sha(rev),
@@ -225,10 +230,9 @@ def _handler_for(hub: HubStandIn):
                              "tags": [], "siblings": siblings, "lastModified": "2026-01-01T00:00:00.000Z"})
 
         def tree(self, query, repo, rev, subpath=None):
-            found = self._visible_repo(repo)
-            if found is None:
+            found, files = self._snapshot(repo, rev)
+            if files is None:
                 return
-            files = found.files(rev) or {}
             subpath = (subpath or "").strip("/")
             prefix = f"{subpath}/" if subpath else ""
             self._json(200, [{"type": "file", "path": name, "oid": git_blob_sha1(data), "size": len(data)}
@@ -266,12 +270,9 @@ def _handler_for(hub: HubStandIn):
             self._json(200, {"commitUrl": f"{hub.url}/{repo}/commit/{sha}", "commitOid": sha, "pullRequestUrl": None})
 
         def resolve(self, query, repo, rev, filename):
-            found = self._visible_repo(repo)
-            if found is None:
-                return
-            files = found.files(rev)
+            found, files = self._snapshot(repo, rev)
             if files is None:
-                return self._error(404, f"Invalid rev id: {rev}", "RevisionNotFound")
+                return
             if filename not in files:
                 return self._error(404, f"Entry not found: {filename}", "EntryNotFound")
             data = files[filename]
