@@ -1,6 +1,8 @@
 """Block masks, the cubic schedule and the pruning callback on tiny models."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from test_trainers_support import tiny_qa_dataset, tiny_qa_model, tiny_training_args
@@ -156,6 +158,11 @@ def test_masks_survive_checkpoint_and_resume(tmp_path):
     assert resumed.pruner.digest() == full.pruner.digest()
     for name, module in resumed.pruner.modules.items():
         torch.testing.assert_close(module.weight, full.pruner.modules[name].weight, rtol=0, atol=0)
+
+    shutil.rmtree(tmp_path / "full" / "checkpoint-12")  # resume_from_checkpoint=True now finds checkpoint-6
+    again_trainer, again = _train(tmp_path / "full", args, model=tiny_qa_model(seed=1), **save)
+    again_trainer.train(resume_from_checkpoint=True)
+    assert again.pruner.digest() == full.pruner.digest()
 
 
 def test_resume_without_masks_is_a_clear_error(tmp_path):
