@@ -52,7 +52,7 @@ class PruningArguments:
             raise ValueError(
                 f"pruning_end_step ({self.pruning_end_step}) must be >= pruning_start_step ({self.pruning_start_step})"
             )
-        self.block_shape  # validates
+        check_block_shape(self.block_shape)  # parse and validate now, not when training starts
 
     @property
     def block_shape(self) -> tuple[int, int]:

@@ -1,9 +1,11 @@
 """The two training stages of the paper's recipe, each a configured DistillationTrainer.
 
-    stage1 = prune_and_distill(student, teacher, training_args, train_dataset, PruningArguments(target_sparsity=0.8))
+    pruning = PruningArguments(target_sparsity=0.8)
+    stage1 = prune_and_distill(copy.deepcopy(teacher), teacher, training_args, train_dataset, pruning,
+                               data_collator=DataCollatorWithPadding(tokenizer))
     stage1.train()
     stage2 = quantize_and_distill(stage1.model, teacher, training_args2, train_dataset, QATArguments(...),
-                                  block_shape=stage1_pruning_args.block_shape)
+                                  block_shape=pruning.block_shape, data_collator=DataCollatorWithPadding(tokenizer))
     stage2.train()
     export_to_fast(stage2.model).save_pretrained(output_dir)
 
