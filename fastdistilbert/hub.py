@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from .errors import UserError
@@ -46,7 +47,7 @@ def push_to_hub(model, repo_id: str, *, tokenizer=None, card: str | None = None,
     api = HfApi(endpoint=endpoint, token=token)
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp)
-        stage_checkpoint(model, staging, tokenizer=tokenizer, card=card)
+        stage_checkpoint(model, staging, tokenizer=tokenizer, card=card, repo_id=repo_id)
         remote = _remote_files(api, repo_id)
         if remote is None:
             api.create_repo(repo_id, private=private, exist_ok=True)
@@ -58,7 +59,8 @@ def push_to_hub(model, repo_id: str, *, tokenizer=None, card: str | None = None,
     return commit.commit_url
 
 
-def stage_checkpoint(model, staging: Path, tokenizer=None, card: str | None = None) -> list[str]:
+def stage_checkpoint(model, staging: Path, tokenizer=None, card: str | None = None, repo_id: str | None = None
+                     ) -> list[str]:
     """Writes every file to publish into `staging` and checks the result; returns the file names."""
     source = Path(model) if isinstance(model, (str, os.PathLike)) else None
     if source is not None:
@@ -73,7 +75,10 @@ def stage_checkpoint(model, staging: Path, tokenizer=None, card: str | None = No
     elif not (staging / CARD).exists():
         from .model_card import render_card
 
-        (staging / CARD).write_text(render_card(staging))
+        (staging / CARD).write_text(render_card(staging, repo_id=repo_id))
+    if not any((staging / name).exists() for name in TOKENIZER_FILES):
+        warnings.warn("publishing without tokenizer files: pipeline() and AutoTokenizer will not work from the "
+                      "repository; pass tokenizer= (or save the tokenizer into the model directory)", stacklevel=3)
     return sorted(p.name for p in staging.iterdir())
 
 
