@@ -40,3 +40,19 @@ def minilm_qa_model(seed: int = 0):
 
     bert = BertModel.from_pretrained(minilm_dir())
     return distilbert_qa_from_bert(bert, qa_head_seed=seed), minilm_tokenizer()
+
+
+def prune_encoder_blocks(model, sparsity: float, block_shape: tuple[int, int] = (4, 1)):
+    """One-shot block-magnitude pruning of every encoder Linear of a DistilBERT QA model, in place (the same
+    mask rule as the pruning trainer); returns the model. For tests and benchmarks: real students are trained."""
+    from fastdistilbert.trainers.pruning import expand_block_mask, magnitude_block_mask
+
+    from .conversion import ENCODER_LINEARS
+
+    with torch.no_grad():
+        for block in model.distilbert.transformer.layer:
+            for name in ENCODER_LINEARS:
+                linear = block.get_submodule(name)
+                mask = expand_block_mask(magnitude_block_mask(linear.weight, sparsity, block_shape), block_shape)
+                linear.weight.mul_(mask.to(linear.weight.dtype))
+    return model

@@ -1,0 +1,191 @@
+"""End-to-end QA model benchmark: fastdistilbert (INT8 dense, INT8 80% block-sparse (4,1) and (1,4)) against
+HF PyTorch fp32, PyTorch dynamic INT8, ONNX Runtime INT8 and OpenVINO INT8 on the same weights.
+
+    python benchmarks/bench_model.py --json bench-results/model.json --plot bench-results/model.png
+
+The model is DistilBERT-base shaped (6 layers, dim 768, 12 heads, FFN 3072, vocab 30522) with seeded random
+weights; the sparse variants are made by one-shot block-magnitude pruning of its encoder Linears (speed does not
+depend on what the weights learned). Peers that are not installed are skipped with a note (`pip install .[bench]`).
+Peers run the dense weights: none of them exploits block sparsity on this CPU (checked for ONNX Runtime and
+OpenVINO; OpenVINO's sparse-weight option needs AMX).
+
+Each record: runtime, variant, seq, batch, seq_per_s, p50_ms, p90_ms (+ iterations), and the run's CPU, ISA,
+threads and versions. The summary gives each runtime's speed-up over the others at every point and the paper's
+metric: the best throughput with batch <= 8 whose p90 latency is within the bound for that sequence length.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import DistilBertConfig, DistilBertForQuestionAnswering
+
+import fastdistilbert as fd
+from fastdistilbert.testing import prune_encoder_blocks
+
+from bench_env import environment, summarize, time_calls
+from model_peers import PEERS, PeerUnavailable
+
+DEFAULT_POINTS = "128x1,128x8,128x32,384x1,384x8"
+DEFAULT_BOUNDS = "128:100,384:400"
+
+
+def base_shaped_model(seed: int = 0) -> DistilBertForQuestionAnswering:
+    torch.manual_seed(seed)
+    return DistilBertForQuestionAnswering(DistilBertConfig()).eval()
+
+
+def our_variants(hf: DistilBertForQuestionAnswering, sparsity: float, names: list[str]) -> dict:
+    """{variant: callable(ids, mask)} of our INT8 models (dense and block-sparse)."""
+    builders = {
+        "int8-dense": lambda: hf,
+        f"int8-sparse{int(sparsity * 100)}-4x1": lambda: prune_encoder_blocks(copy.deepcopy(hf), sparsity, (4, 1)),
+        f"int8-sparse{int(sparsity * 100)}-1x4": lambda: prune_encoder_blocks(copy.deepcopy(hf), sparsity, (1, 4)),
+    }
+    variants = {}
+    for name, build in builders.items():
+        if names and name not in names:
+            continue
+        model = fd.convert_to_fast(build(), quantize=True).eval()
+        model.prepare_kernels()
+        formats = sorted({r["format"] for r in model.kernel_report()})
+
+        def run(ids, mask, model=model):
+            with torch.inference_mode():
+                return model(input_ids=ids, attention_mask=mask).start_logits
+        variants[name] = (run, formats)
+    return variants
+
+
+def parse_points(text: str) -> list[tuple[int, int]]:
+    return [tuple(int(v) for v in point.split("x")) for point in text.split(",")]
+
+
+def paper_metric(records: list[dict], bounds: dict[int, float]) -> list[dict]:
+    """Best seq/s with batch <= 8 and p90 <= bound, per runtime/variant and sequence length."""
+    best: dict[tuple, dict] = {}
+    for r in records:
+        bound = bounds.get(r["seq"])
+        if bound is None or r["batch"] > 8 or r["p90_ms"] > bound:
+            continue
+        key = (r["runtime"], r["variant"], r["seq"])
+        if key not in best or r["seq_per_s"] > best[key]["seq_per_s"]:
+            best[key] = {"runtime": r["runtime"], "variant": r["variant"], "seq": r["seq"], "batch": r["batch"],
+                         "p90_bound_ms": bound, "seq_per_s": r["seq_per_s"], "p90_ms": r["p90_ms"]}
+    return sorted(best.values(), key=lambda b: (b["seq"], -b["seq_per_s"]))
+
+
+def markdown_table(records: list[dict]) -> str:
+    points = sorted({(r["seq"], r["batch"]) for r in records})
+    rows = sorted({(r["runtime"], r["variant"]) for r in records})
+    reference = {(r["seq"], r["batch"]): r["seq_per_s"] for r in records if r["runtime"] == "pytorch-fp32"}
+    lines = ["| runtime | variant | " + " | ".join(f"seq {s} x {b}" for s, b in points) + " |",
+             "|---|---|" + "---|" * len(points)]
+    for runtime, variant in rows:
+        cells = []
+        for point in points:
+            r = next((r for r in records if (r["runtime"], r["variant"], r["seq"], r["batch"]) == (runtime, variant, *point)), None)
+            if r is None:
+                cells.append("-")
+            else:
+                ratio = f" ({r['seq_per_s'] / reference[point]:.1f}x)" if point in reference else ""
+                cells.append(f"{r['seq_per_s']:.1f}{ratio}")
+        lines.append(f"| {runtime} | {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seqs = sorted({r["seq"] for r in records})
+    fig, axes = plt.subplots(1, len(seqs), figsize=(6.5 * len(seqs), 5), squeeze=False)
+    for ax, seq in zip(axes[0], seqs):
+        for runtime, variant in sorted({(r["runtime"], r["variant"]) for r in records}):
+            pts = sorted((r["batch"], r["p90_ms"], r["seq_per_s"]) for r in records
+                         if r["seq"] == seq and (r["runtime"], r["variant"]) == (runtime, variant))
+            if not pts:
+                continue
+            ax.plot([p[1] for p in pts], [p[2] for p in pts], marker="o", label=f"{runtime} {variant}")
+            for batch, x, y in pts:
+                ax.annotate(f"b{batch}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("p90 latency per batch (ms, log)")
+        ax.set_ylabel("throughput (sequences/s)")
+        ax.set_title(f"seq {seq}")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    env = records[0]
+    fig.suptitle(f"DistilBERT-base QA on {env['cpu']}, {env['threads']} threads, ISA {env['isa']}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", type=Path, required=True, help="write records + summary here")
+    p.add_argument("--plot", type=Path, help="throughput vs p90 latency plot (PNG)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--points", default=DEFAULT_POINTS, help=f"seq x batch list (default {DEFAULT_POINTS})")
+    p.add_argument("--p90-bounds", default=DEFAULT_BOUNDS, help=f"seq:ms latency bounds (default {DEFAULT_BOUNDS})")
+    p.add_argument("--sparsity", type=float, default=0.8)
+    p.add_argument("--runtimes", default="", help="comma list of runtimes to run (default: all)")
+    p.add_argument("--variants", default="", help="comma list of our variants (default: all)")
+    p.add_argument("--budget", type=float, default=3.0, help="seconds of timed calls per point (default 3)")
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    env = environment(args.threads)
+    points = parse_points(args.points)
+    bounds = {int(k): float(v) for k, v in (item.split(":") for item in args.p90_bounds.split(","))}
+    wanted = set(filter(None, args.runtimes.split(",")))
+    hf = base_shaped_model()
+    runners, notes = {}, []
+    if not wanted or "fastdistilbert" in wanted:
+        for variant, (run, formats) in our_variants(hf, args.sparsity, list(filter(None, args.variants.split(",")))).items():
+            runners[("fastdistilbert", variant)] = run
+            notes.append(f"fastdistilbert {variant}: kernel formats {formats}, ISA {env['isa']}")
+    with tempfile.TemporaryDirectory() as workdir:
+        for name, build in PEERS.items():
+            if wanted and name not in wanted:
+                continue
+            try:
+                runners[(name, "dense")] = build(hf, Path(workdir), args.threads)
+            except PeerUnavailable as exc:
+                notes.append(f"{name} skipped: {exc}")
+        notes.append("deepsparse skipped: it needs its own virtual environment (deepsparse 1.8.0, onnx 1.14.1, "
+                     "numpy<2); not run by this script")
+        records = []
+        g = torch.Generator().manual_seed(0)
+        todo = [(seq, batch, key) for seq, batch in points for key in runners]
+        for seq, batch, key in tqdm(todo, desc="benchmark", unit="point"):
+            ids = torch.randint(1000, 29000, (batch, seq), generator=g)
+            mask = torch.ones_like(ids)
+            stats = summarize(time_calls(lambda: runners[key](ids, mask), budget_s=args.budget), batch)
+            records.append({"runtime": key[0], "variant": key[1], "seq": seq, "batch": batch, **stats, **env})
+    summary = {"paper_metric": paper_metric(records, bounds), "notes": notes}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"records": records, "summary": summary, "environment": env}, indent=2))
+    print(markdown_table(records))
+    print("\nbest throughput with batch <= 8 under the p90 bound:")
+    for b in summary["paper_metric"]:
+        print(f"  seq {b['seq']} (p90 <= {b['p90_bound_ms']:.0f} ms): {b['runtime']} {b['variant']}: "
+              f"{b['seq_per_s']:.1f} seq/s at batch {b['batch']}")
+    for note in notes:
+        print("note:", note)
+    if args.plot:
+        plot(records, args.plot)
+        print(f"plot: {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
