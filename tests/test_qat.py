@@ -302,5 +302,7 @@ def test_calibration_sets_ranges_with_dropout_off_and_restores_the_mode():
     layer = model.distilbert.transformer.layer[0].attention.q_lin
     ids = batches[1]["input_ids"]
     embeddings = model.eval().distilbert.embeddings(ids).detach()  # q_lin of layer 0 reads the embeddings
-    assert (layer.act_lo.item(), layer.act_hi.item()) == (embeddings.min().item(), embeddings.max().item())
+    real = embeddings[batches[1]["attention_mask"].bool()]  # padding positions are not observed
+    assert (layer.act_lo.item(), layer.act_hi.item()) == (real.min().item(), real.max().item())
+    assert (embeddings.min().item(), embeddings.max().item()) != (real.min().item(), real.max().item())
     export_to_fast(model)
