@@ -145,3 +145,11 @@ def test_trainer_positional_arguments_keep_transformers_order(tmp_path):
     assert trainer.args is args
     with pytest.raises(ValueError, match="teacher_model"):
         DistillationTrainer(tiny_qa_model(), args)
+
+
+def test_half_labelled_batch_is_a_clear_error(tmp_path):
+    student = tiny_qa_model()
+    batch = _batch()
+    del batch["end_positions"]
+    with pytest.raises(ValueError, match="start_positions but not the other"):
+        _trainer(tmp_path, student, copy.deepcopy(student)).compute_loss(student, batch)

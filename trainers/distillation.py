@@ -113,20 +113,23 @@ class DistillationTrainer(CompressionTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         d = self.distillation_args
         labels = {k: inputs[k] for k in LABEL_NAMES if k in inputs}
+        if len(labels) == 1:
+            raise ValueError(f"the batch has {next(iter(labels))} but not the other of {LABEL_NAMES}")
         features = {k: v for k, v in inputs.items() if k not in LABEL_NAMES}
         want_hidden = d.hidden_state_loss_weight > 0
         outputs = model(**features, output_hidden_states=want_hidden, return_dict=True)
-        device = next(model.parameters()).device
-        teacher_outputs = self._run_teacher(features, device, want_hidden)
+        has_logits = getattr(outputs, "start_logits", None) is not None
+        want_kd = has_logits and d.distillation_alpha < 1
+        if want_kd or want_hidden:
+            teacher_outputs = self._run_teacher(features, next(model.parameters()).device, want_hidden)
 
         parts: dict[str, torch.Tensor] = {}
         weights: dict[str, float] = {}
-        has_logits = getattr(outputs, "start_logits", None) is not None
-        if len(labels) == len(LABEL_NAMES) and has_logits and d.distillation_alpha > 0:
+        if labels and has_logits and d.distillation_alpha > 0:
             parts["ce"] = qa_cross_entropy(outputs.start_logits, outputs.end_logits,
                                            labels["start_positions"], labels["end_positions"])
             weights["ce"] = d.distillation_alpha
-        if has_logits and d.distillation_alpha < 1:
+        if want_kd:
             T = d.distillation_temperature
             parts["kd"] = (kd_kl_loss(outputs.start_logits, teacher_outputs.start_logits, T)
                            + kd_kl_loss(outputs.end_logits, teacher_outputs.end_logits, T)) / 2
