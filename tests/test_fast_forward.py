@@ -1,0 +1,138 @@
+"""The INT8 fast path: same answers as the torch reference path, padding never computed, faithful on real weights."""
+import pytest
+import torch
+
+import fastdistilbert as fd
+from fastdistilbert.testing import prune_encoder_blocks, tiny_distilbert_qa
+
+pytestmark = pytest.mark.skipif(not fd.ops_available.kernels_available(), reason="needs the C++ extension")
+
+
+def _mask(batch, seq, lengths, left=False):
+    mask = torch.zeros(batch, seq, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        if left:
+            mask[row, seq - n:] = 1
+        else:
+            mask[row, :n] = 1
+    return mask
+
+
+def _both_paths(model, **inputs):
+    encoder = model.distilbert
+    with torch.no_grad():
+        fast = model(**inputs)
+        encoder.use_int8_kernels = False
+        try:
+            reference = model(**inputs)
+        finally:
+            encoder.use_int8_kernels = True
+    return fast, reference
+
+
+@pytest.mark.parametrize("sparsity,block", [(0.0, (4, 1)), (0.8, (4, 1)), (0.8, (1, 4))], ids=["dense", "4x1", "1x4"])
+@pytest.mark.parametrize("left", [False, True], ids=["right-pad", "left-pad"])
+def test_fast_path_matches_reference_path(sparsity, block, left):
+    hf = tiny_distilbert_qa(seed=5, dim=64, n_heads=4, hidden_dim=128, max_position_embeddings=64)
+    prune_encoder_blocks(hf, sparsity, block)
+    model = fd.convert_to_fast(hf, quantize=True).eval()
+    expected_format = {0.0: "dense", 0.8: f"{block[0]}x{block[1]}"}[sparsity]
+    assert {r["format"] for r in model.kernel_report()} == {expected_format}
+    ids = torch.randint(0, 97, (3, 21), generator=torch.Generator().manual_seed(1))
+    mask = _mask(3, 21, [21, 13, 4], left=left)
+    fast, ref = _both_paths(model, input_ids=ids, attention_mask=mask)
+    valid = mask.bool()
+    # Same integer GEMMs; the fp32 parts (GELU approximation, LayerNorm, attention blocking) round differently,
+    # which can move a dynamic activation code by one step: differences stay far below the logits' spread.
+    assert (fast.start_logits - ref.start_logits)[valid].abs().max() < 2e-3
+    assert (fast.end_logits - ref.end_logits)[valid].abs().max() < 2e-3
+
+
+def test_packed_batch_equals_each_sequence_alone():
+    model = fd.convert_to_fast(tiny_distilbert_qa(seed=2, dim=48, n_heads=4, hidden_dim=96), quantize=True).eval()
+    ids = torch.randint(0, 97, (3, 17), generator=torch.Generator().manual_seed(3))
+    lengths = [17, 9, 2]
+    with torch.no_grad():
+        batched = model(input_ids=ids, attention_mask=_mask(3, 17, lengths)).start_logits
+        for row, n in enumerate(lengths):
+            alone = model(input_ids=ids[row:row + 1, :n]).start_logits
+            assert torch.allclose(batched[row, :n], alone[0], atol=1e-5, rtol=0)
+
+
+def test_hidden_states_at_padding_are_zero_and_requests_for_extra_outputs_use_reference_path():
+    model = fd.convert_to_fast(tiny_distilbert_qa(), quantize=True).eval()
+    ids = torch.randint(0, 97, (2, 9))
+    with torch.no_grad():
+        out = model.distilbert(input_ids=ids, attention_mask=_mask(2, 9, [9, 5]))
+        assert torch.count_nonzero(out.last_hidden_state[1, 5:]) == 0
+        full = model.distilbert(input_ids=ids, output_hidden_states=True)
+    assert len(full.hidden_states) == model.config.n_layers + 1
+
+
+def test_round_trip_repacks_and_gives_bit_identical_outputs(tmp_path):
+    hf = prune_encoder_blocks(tiny_distilbert_qa(seed=7, dim=64, n_heads=4, hidden_dim=128), 0.8)
+    model = fd.convert_to_fast(hf, quantize=True).eval()
+    ids = torch.randint(0, 97, (2, 15))
+    with torch.no_grad():
+        before = model(input_ids=ids).start_logits
+    model.save_pretrained(tmp_path)
+    loaded = fd.FastDistilBertForQuestionAnswering.from_pretrained(tmp_path).eval()
+    assert loaded.kernel_report() == model.kernel_report()
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids=ids).start_logits, before)
+
+
+def test_weights_changed_in_place_are_repacked():
+    model = fd.convert_to_fast(tiny_distilbert_qa(seed=1), quantize=True).eval()
+    ids = torch.randint(0, 97, (1, 8))
+    with torch.no_grad():
+        before = model(input_ids=ids).start_logits
+        model.distilbert.transformer.layer[0].ffn.lin1.weight.zero_()
+        after = model(input_ids=ids).start_logits
+        model.distilbert.use_int8_kernels = False
+        reference = model(input_ids=ids).start_logits
+    assert not torch.equal(before, after)
+    assert torch.allclose(after, reference, atol=2e-3)
+
+
+def _cosine_per_token(a, b, mask):
+    return torch.nn.functional.cosine_similarity(a[mask.bool()], b[mask.bool()], dim=-1)
+
+
+@pytest.fixture(scope="module")
+def xquad_batch(minilm_qa, xquad_questions):
+    _, tok = minilm_qa
+    chosen = xquad_questions[:24:3]
+    return tok([q for _, q, _, _ in chosen], [c for _, _, c, _ in chosen], truncation="only_second", max_length=384,
+               padding=True, return_tensors="pt", return_token_type_ids=False)
+
+
+def _fidelity(hf, fast, batch):
+    with torch.no_grad():
+        ref_hidden = hf.distilbert(**batch).last_hidden_state
+        got_hidden = fast.distilbert(**batch).last_hidden_state
+        ref, got = hf(**batch), fast(**batch)
+    cos = _cosine_per_token(ref_hidden, got_hidden, batch["attention_mask"]).mean().item()
+    agree = ((ref.start_logits.argmax(1) == got.start_logits.argmax(1)).float().mean().item(),
+             (ref.end_logits.argmax(1) == got.end_logits.argmax(1)).float().mean().item())
+    return cos, agree
+
+
+def test_real_encoder_int8_dense_fidelity(minilm_qa, xquad_batch):
+    hf, _ = minilm_qa
+    fast = fd.convert_to_fast(hf, quantize=True).eval()
+    cos, agree = _fidelity(hf, fast, xquad_batch)
+    print(f"INT8 dense vs fp32: mean per-token cosine {cos:.5f}, start/end argmax agreement {agree}")
+    assert cos >= 0.99
+
+
+def test_real_encoder_int8_sparse_fidelity(minilm_qa, xquad_batch):
+    import copy
+
+    hf, _ = minilm_qa
+    pruned = prune_encoder_blocks(copy.deepcopy(hf), 0.8, (4, 1))
+    fast = fd.convert_to_fast(pruned, quantize=True).eval()
+    assert {r["format"] for r in fast.kernel_report()} == {"4x1"}
+    cos, agree = _fidelity(pruned, fast, xquad_batch)
+    print(f"INT8 80% 4x1 sparse vs fp32 on the same pruned weights: cosine {cos:.5f}, argmax agreement {agree}")
+    assert cos >= 0.99
