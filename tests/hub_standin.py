@@ -8,11 +8,16 @@ Implemented (model repos, branch `main` plus commit hashes):
     POST /api/validate-yaml                             README.md metadata: YAML, and model-index's required keys
     GET  /api/models/{repo}[/revision/{rev}]           model_info (siblings with blobId / size)
     GET  /api/models/{repo}/tree/{rev}[/{path}]         list_repo_tree / list_repo_files
-    POST /api/models/{repo}/preupload/{rev}             every file is uploaded "regular" (inline, base64)
-    POST /api/models/{repo}/commit/{rev}                ndjson: header, file, deletedFile, deletedFolder
-    HEAD/GET /{repo}/resolve/{rev}/{path}               downloads, with X-Repo-Commit and ETag headers
-Not implemented: LFS / Xet transfers (the preupload answer never asks for them, as the real Hub does for small
-files), pull requests, branches other than main. Any other request gets a 404 and is recorded in `unhandled`.
+    POST /api/models/{repo}/preupload/{rev}             *.safetensors go through LFS (as .gitattributes says), the
+                                                        rest inline ("regular", base64 in the commit)
+    POST /{repo}.git/info/lfs/objects/batch             LFS batch API, "basic" transfer: one PUT per object
+    PUT  /lfs-objects/{sha256}                          the upload URL the batch answer hands out
+    POST /api/models/{repo}/commit/{rev}                ndjson: header, file, lfsFile, deletedFile, deletedFolder
+    HEAD/GET /{repo}/resolve/{rev}/{path}               downloads, with X-Repo-Commit and ETag (X-Linked-Etag = sha256
+                                                        for LFS files) headers, served directly (no CDN redirect)
+Not implemented: Xet storage (tests set HF_HUB_DISABLE_XET so huggingface_hub uses the LFS protocol; the Xet CAS
+protocol of hf_xet is not emulated), multipart LFS uploads, pull requests, branches other than main. Any other
+request gets a 404 and is recorded in `unhandled`.
 
 Auth: writes need a known token (`Authorization: Bearer`); a private repo is invisible (401 RepoNotFound, as the
 Hub answers) without its owner's token.
@@ -31,8 +36,26 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 
 
+LFS_SUFFIX = ".safetensors"
+
+
 def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def lfs_pointer(data: bytes) -> bytes:
+    """The git-lfs pointer file git stores in place of an LFS file (what the Hub's blobId hashes)."""
+    return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\n"
+            f"size {len(data)}\n").encode()
+
+
+def sibling(name: str, data: bytes) -> dict:
+    """A file as model_info / list_repo_tree describe it (blob id of the pointer + lfs info for LFS files)."""
+    if not name.endswith(LFS_SUFFIX):
+        return {"blobId": git_blob_sha1(data), "size": len(data)}
+    pointer = lfs_pointer(data)
+    return {"blobId": git_blob_sha1(pointer), "size": len(data),
+            "lfs": {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": len(pointer)}}
 
 
 @dataclass
@@ -56,6 +79,7 @@ class HubStandIn:
     def __init__(self, tokens: dict[str, str]):
         self.tokens = tokens
         self.repos: dict[str, Repo] = {}
+        self.lfs_objects: dict[str, bytes] = {}  # sha256 -> content
         self.requests: list[tuple[str, str]] = []
         self.unhandled: list[tuple[str, str]] = []
         self.create_calls = 0
@@ -176,7 +200,7 @@ def _handler_for(hub: HubStandIn):
         def do_GET(self):
             self._dispatch(ROUTES)
 
-        do_HEAD = do_POST = do_GET
+        do_HEAD = do_POST = do_PUT = do_GET
 
         # ---- endpoints ------------------------------------------------------------------------------------
         def create_repo(self, query):
@@ -223,8 +247,7 @@ def _handler_for(hub: HubStandIn):
             found, files = self._snapshot(repo, rev)
             if files is None:
                 return
-            siblings = [{"rfilename": name, "blobId": git_blob_sha1(data), "size": len(data)}
-                        for name, data in sorted(files.items())]
+            siblings = [{"rfilename": name, **sibling(name, data)} for name, data in sorted(files.items())]
             self._json(200, {"_id": repo, "id": repo, "modelId": repo, "author": found.owner, "sha": found.sha(rev),
                              "private": found.private, "disabled": False, "gated": False, "downloads": 0, "likes": 0,
                              "tags": [], "siblings": siblings, "lastModified": "2026-01-01T00:00:00.000Z"})
@@ -235,8 +258,15 @@ def _handler_for(hub: HubStandIn):
                 return
             subpath = (subpath or "").strip("/")
             prefix = f"{subpath}/" if subpath else ""
-            self._json(200, [{"type": "file", "path": name, "oid": git_blob_sha1(data), "size": len(data)}
-                             for name, data in sorted(files.items()) if name.startswith(prefix)])
+            entries = []
+            for name, data in sorted(files.items()):
+                if name.startswith(prefix):
+                    info = sibling(name, data)
+                    lfs = info.get("lfs")
+                    entries.append({"type": "file", "path": name, "oid": info["blobId"], "size": len(data),
+                                    **({"lfs": {"oid": lfs["sha256"], "size": lfs["size"],
+                                                "pointerSize": lfs["pointerSize"]}} if lfs else {})})
+            self._json(200, entries)
 
         def preupload(self, query, repo, rev):
             found = self._writable_repo(repo)
@@ -244,9 +274,31 @@ def _handler_for(hub: HubStandIn):
                 return
             current = found.files(rev) or {}
             files = json.loads(self._body())["files"]
-            self._json(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                                        "oid": git_blob_sha1(current[f["path"]]) if f["path"] in current else None}
-                                       for f in files]})
+            self._json(200, {"files": [{"path": f["path"], "shouldIgnore": False,
+                                        "uploadMode": "lfs" if f["path"].endswith(LFS_SUFFIX) else "regular",
+                                        "oid": sibling(f["path"], current[f["path"]])["blobId"]
+                                        if f["path"] in current else None} for f in files]})
+
+        def lfs_batch(self, query, repo):
+            if self._writable_repo(repo) is None:
+                return
+            request = json.loads(self._body())
+            if request.get("operation") != "upload" or "basic" not in request.get("transfers", ["basic"]):
+                return self._error(400, "the stand-in supports LFS uploads with the basic transfer only")
+            objects = []
+            for obj in request["objects"]:
+                actions = {} if obj["oid"] in hub.lfs_objects else {
+                    "upload": {"href": f"{hub.url}/lfs-objects/{obj['oid']}", "header": {}}}
+                objects.append({"oid": obj["oid"], "size": obj["size"], "authenticated": True,
+                                **({"actions": actions} if actions else {})})
+            self._json(200, {"transfer": "basic", "objects": objects})
+
+        def lfs_put(self, query, oid):
+            data = self._body()
+            if hashlib.sha256(data).hexdigest() != oid:
+                return self._error(400, "LFS object content does not match its sha256")
+            hub.lfs_objects[oid] = data
+            self._send(200)
 
         def commit(self, query, repo, rev):
             found = self._writable_repo(repo)
@@ -260,12 +312,16 @@ def _handler_for(hub: HubStandIn):
                 key, value = item["key"], item["value"]
                 if key == "file":
                     files[value["path"]] = base64.b64decode(value["content"])
+                elif key == "lfsFile":
+                    if value["oid"] not in hub.lfs_objects:
+                        return self._error(400, f"LFS object {value['oid']} of {value['path']} was never uploaded")
+                    files[value["path"]] = hub.lfs_objects[value["oid"]]
                 elif key == "deletedFile":
                     files.pop(value["path"], None)
                 elif key == "deletedFolder":
                     files = {k: v for k, v in files.items() if not k.startswith(value["path"].rstrip("/") + "/")}
                 elif key != "header":
-                    return self._error(400, f"the stand-in does not accept {key!r} operations (no LFS)")
+                    return self._error(400, f"the stand-in does not accept {key!r} operations")
             sha = hub.commit(found, files)
             self._json(200, {"commitUrl": f"{hub.url}/{repo}/commit/{sha}", "commitOid": sha, "pullRequestUrl": None})
 
@@ -276,8 +332,11 @@ def _handler_for(hub: HubStandIn):
             if filename not in files:
                 return self._error(404, f"Entry not found: {filename}", "EntryNotFound")
             data = files[filename]
-            self._send(200, data, {"X-Repo-Commit": found.sha(rev), "ETag": f'"{git_blob_sha1(data)}"'},
-                       content_type="application/octet-stream")
+            info = sibling(filename, data)
+            headers = {"X-Repo-Commit": found.sha(rev), "ETag": f'"{info["blobId"]}"'}
+            if "lfs" in info:
+                headers.update({"X-Linked-Etag": f'"{info["lfs"]["sha256"]}"', "X-Linked-Size": str(len(data))})
+            self._send(200, data, headers, content_type="application/octet-stream")
 
     ROUTES = [
         ("POST", r"/api/repos/create", Handler.create_repo),
@@ -289,6 +348,8 @@ def _handler_for(hub: HubStandIn):
         ("GET", rf"/api/models/{REPO}/tree/{REV}(?P<subpath>/.*)?", Handler.tree),
         ("POST", rf"/api/models/{REPO}/preupload/{REV}", Handler.preupload),
         ("POST", rf"/api/models/{REPO}/commit/{REV}", Handler.commit),
+        ("POST", rf"/{REPO}\.git/info/lfs/objects/batch", Handler.lfs_batch),
+        ("PUT", r"/lfs-objects/(?P<oid>[0-9a-f]{64})", Handler.lfs_put),
         ("GET", rf"/{REPO}/resolve/{REV}/(?P<filename>.+)", Handler.resolve),
         ("HEAD", rf"/{REPO}/resolve/{REV}/(?P<filename>.+)", Handler.resolve),
     ]

@@ -38,6 +38,8 @@ def hub(monkeypatch, tmp_path):
         monkeypatch.setattr(constants, "ENDPOINT", server.url)
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
         monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # LFS protocol: the stand-in has no Xet CAS
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
         for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -75,6 +77,7 @@ def test_push_uploads_weights_config_shims_tokenizer_and_our_card(hub, tmp_path)
     assert "fastdistilbert" in metadata["tags"] and metadata["pipeline_tag"] == "question-answering"
     assert "## Sparsity" in card and "Not evaluated" in card and "\n# alice/tiny-qa\n" in card
     assert not hub.repos["alice/tiny-qa"].private
+    assert [m for m, path in hub.requests if path.startswith("/lfs-objects/")] == ["PUT"]  # the weights went via LFS
 
 
 def test_load_back_from_the_hub_gives_identical_logits(hub, tmp_path):
