@@ -153,3 +153,10 @@ def test_half_labelled_batch_is_a_clear_error(tmp_path):
     del batch["end_positions"]
     with pytest.raises(ValueError, match="start_positions but not the other"):
         _trainer(tmp_path, student, copy.deepcopy(student)).compute_loss(student, batch)
+
+
+def test_teacher_with_another_vocabulary_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="vocab_size"):
+        _trainer(tmp_path, tiny_qa_model(), tiny_qa_model(vocab_size=80))
+    with pytest.raises(ValueError, match="same tokens"):
+        kd_kl_loss(torch.zeros(2, 5), torch.zeros(2, 6), 2.0)

@@ -37,6 +37,9 @@ def qa_cross_entropy(start_logits, end_logits, start_positions, end_positions) -
 
 def kd_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """T^2 * KL(softmax(teacher / T) || softmax(student / T)), averaged over the batch."""
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
+                         f"{tuple(teacher_logits.shape)} differ: both models must see the same tokens")
     student_log_probs = F.log_softmax(student_logits / temperature, dim=-1)
     teacher_log_probs = F.log_softmax(teacher_logits / temperature, dim=-1)
     kl = F.kl_div(student_log_probs, teacher_log_probs, reduction="batchmean", log_target=True)
@@ -75,6 +78,14 @@ def _accepted_inputs(model: nn.Module) -> set[str] | None:
     return set(params)
 
 
+def _check_same_vocabulary(student: nn.Module | None, teacher: nn.Module) -> None:
+    """Distillation compares the two models token by token: they must share the tokenizer's vocabulary."""
+    sizes = [getattr(getattr(m, "config", None), "vocab_size", None) for m in (student, teacher)]
+    if None not in sizes and sizes[0] != sizes[1]:
+        raise ValueError(f"student vocab_size {sizes[0]} != teacher vocab_size {sizes[1]}: "
+                         "distillation needs both models to use the same tokenizer")
+
+
 class DistillationTrainer(CompressionTrainer):
     """`Trainer` whose loss distills `teacher_model` into the student (`model`).
 
@@ -92,6 +103,7 @@ class DistillationTrainer(CompressionTrainer):
                  distillation_args: DistillationArguments | None = None, **kwargs):
         if teacher_model is None:
             raise ValueError("DistillationTrainer needs a teacher_model=")
+        _check_same_vocabulary(model, teacher_model)
         super().__init__(model, args, *trainer_args, **kwargs)
         self.distillation_args = distillation_args or DistillationArguments()
         self.teacher = teacher_model.eval().requires_grad_(False)
