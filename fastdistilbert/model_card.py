@@ -26,7 +26,8 @@ KNOWN_DATASETS = (
 
 
 def render_card(model_dir, eval_result: dict | None = None, bench: dict | None = None, *, repo_id: str | None = None,
-                base_model: str | None = None, license: str = "apache-2.0", plot: str | None = None) -> str:
+                base_model: str | None = None, license: str = "apache-2.0", plot: str | None = None,
+                tags: list[str] | None = None) -> str:
     """The README.md text of the checkpoint in `model_dir`."""
     from jinja2 import Environment, StrictUndefined
 
@@ -47,8 +48,9 @@ def render_card(model_dir, eval_result: dict | None = None, bench: dict | None =
         "recipe_file": recipe_file, "recipe": recipe, "evaluation": evaluation,
         "benchmark": _benchmark(bench, plot) if bench is not None else None,
     }
-    values["metadata_yaml"] = yaml.safe_dump(card_metadata(config, sparsity, evaluation, name, base_model, license,
-                                                           recipe), sort_keys=False, allow_unicode=True)
+    metadata = card_metadata(config, sparsity, evaluation, name, base_model, license, recipe)
+    metadata["tags"] += [tag for tag in tags or () if tag not in metadata["tags"]]
+    values["metadata_yaml"] = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
     env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
     return env.from_string(TEMPLATE.read_text(encoding="utf-8")).render(**values)
 

@@ -189,3 +189,24 @@ def test_push_command_publishes_a_directory_with_its_own_card(hub, tmp_path, mon
     assert hub.repos["alice/from-cli"].private
     assert cli_main(["push", "--model", str(model_dir / "missing"), "--repo-id", "alice/x"]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_sharded_push_replaces_the_single_file_and_loads_back(hub, tmp_path):
+    model = fast_model()
+    model.push_to_hub("alice/tiny-qa", token=ALICE, tokenizer=tiny_tokenizer())
+    with pytest.raises(fd.UserError, match="already holds a different model"):  # other files: consent needed
+        model.push_to_hub("alice/tiny-qa", token=ALICE, max_shard_size="20KB")
+    model.push_to_hub("alice/tiny-qa", token=ALICE, max_shard_size="20KB", overwrite=True, tags=["demo"])
+    files = hub.repos["alice/tiny-qa"].files()
+    shards = [name for name in files if name.startswith("model-") and name.endswith(".safetensors")]
+    assert len(shards) > 1 and "model.safetensors.index.json" in files
+    assert "model.safetensors" not in files  # a stale single file would shadow the shards (PITFALLS 14)
+    assert "demo" in yaml.safe_load(files["README.md"].decode().split("---")[1])["tags"]
+    loaded = fd.FastDistilBertForQuestionAnswering.from_pretrained("alice/tiny-qa", cache_dir=tmp_path / "cache")
+    assert torch.equal(logits(loaded.eval()), logits(model))
+
+
+def test_unsupported_push_options_are_refused(hub):
+    with pytest.raises(TypeError, match="does not support create_pr"):
+        fast_model().push_to_hub("alice/tiny-qa", token=ALICE, create_pr=True)
+    assert hub.requests == []

@@ -136,3 +136,14 @@ def test_card_refuses_a_non_fast_checkpoint(tmp_path):
     tiny_distilbert_qa(seed=1).save_pretrained(tmp_path)
     with pytest.raises(fd.UserError, match="not a Fast checkpoint"):
         render_card(tmp_path)
+
+
+def test_converted_intel_style_checkpoint_gets_a_card_with_its_4x1_sparsity(tmp_path):
+    tp.write_intel_style(tiny_distilbert_qa(seed=3, dim=32, hidden_dim=64, n_heads=4), tmp_path / "intel")
+    assert cli_main(["convert", str(tmp_path / "intel"), str(tmp_path / "fast")]) == 0
+    assert cli_main(["card", "--model", str(tmp_path / "fast"), "--base-model", "Intel/example-sparse-80-1x4"]) == 0
+    metadata, sections = split_card((tmp_path / "fast" / "README.md").read_text())
+    assert "block-sparse-4x1" in metadata["tags"] and metadata["base_model"] == "Intel/example-sparse-80-1x4"
+    patterns = re.findall(r"^\| \d+ \| \w+ \| \d+x\d+ \| [\d.]+% \| (\w+) \|", sections["Sparsity"], flags=re.M)
+    assert patterns == ["4x1"] * 12
+    assert "uint8 asymmetric, scale and zero point computed per token" in sections["Quantization"]
