@@ -60,6 +60,9 @@ class BlockPruningCallback(CompressionCallback):
         return cubic_sparsity(step, a.initial_sparsity, a.target_sparsity, a.pruning_start_step, self.end_step)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if getattr(args, "fsdp", None):
+            raise NotImplementedError("block pruning needs every weight whole on every process (DDP, torchrun, "
+                                      "accelerate); FSDP shards them")
         a = self.pruning_args
         self.end_step = a.end_step(state.max_steps)
         if self.pruner is None:
