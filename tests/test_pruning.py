@@ -167,7 +167,7 @@ def test_masks_survive_checkpoint_and_resume(tmp_path):
 
 def test_resume_without_masks_is_a_clear_error(tmp_path):
     args = PruningArguments(target_sparsity=0.5, pruning_end_step=4, pruning_frequency=2)
-    trainer, _ = _train(tmp_path / "run", args, save_strategy="steps", save_steps=6)
+    trainer, _ = _train(tmp_path / "run", args, max_steps=6, save_strategy="steps", save_steps=6)
     trainer.train()
     (tmp_path / "run" / "checkpoint-6" / MASKS_FILE_NAME).unlink()
     again, _ = _train(tmp_path / "again", args)
