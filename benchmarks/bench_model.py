@@ -62,6 +62,35 @@ def our_variants(hf: DistilBertForQuestionAnswering, sparsity: float, names: lis
     return variants
 
 
+def throughput_mode(hf, sparsity: float, threads: int, seq: int, batch: int, n_batches: int, workdir: Path) -> list[dict]:
+    """seq/s of one process with all `threads` against `threads` pinned single-thread workers sharing the weights,
+    on the 80% (4,1)-sparse INT8 model, over the same stream of batches."""
+    import time
+
+    from fastdistilbert.throughput import ThroughputPool
+
+    model = fd.convert_to_fast(prune_encoder_blocks(copy.deepcopy(hf), sparsity, (4, 1)), quantize=True).eval()
+    path = workdir / "throughput-model"
+    model.save_pretrained(path)
+    g = torch.Generator().manual_seed(1)
+    batches = [{"input_ids": torch.randint(1000, 29000, (batch, seq), generator=g)} for _ in range(n_batches)]
+    results = []
+    with torch.inference_mode():
+        model(**batches[0])
+        start = time.perf_counter()
+        for b in batches:
+            model(**b)
+        one = time.perf_counter() - start
+    results.append({"mode": f"1 process x {threads} threads", "seq_per_s": n_batches * batch / one})
+    with ThroughputPool(path, workers=threads, threads_per_worker=1) as pool:
+        pool.run(batches[:threads])
+        start = time.perf_counter()
+        pool.run(batches)
+        many = time.perf_counter() - start
+    results.append({"mode": f"{threads} processes x 1 thread (shared weights)", "seq_per_s": n_batches * batch / many})
+    return [{"seq": seq, "batch": batch, "variant": f"int8-sparse{int(sparsity * 100)}-4x1", **r} for r in results]
+
+
 def parse_points(text: str) -> list[tuple[int, int]]:
     return [tuple(int(v) for v in point.split("x")) for point in text.split(",")]
 
@@ -140,6 +169,8 @@ def main(argv=None) -> int:
     p.add_argument("--runtimes", default="", help="comma list of runtimes to run (default: all)")
     p.add_argument("--variants", default="", help="comma list of our variants (default: all)")
     p.add_argument("--budget", type=float, default=3.0, help="seconds of timed calls per point (default 3)")
+    p.add_argument("--throughput-batches", type=int, default=24,
+                   help="batches (seq 128 x 8) streamed in the throughput-mode comparison; 0 skips it (default 24)")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -171,7 +202,10 @@ def main(argv=None) -> int:
             mask = torch.ones_like(ids)
             stats = summarize(time_calls(lambda: runners[key](ids, mask), budget_s=args.budget), batch)
             records.append({"runtime": key[0], "variant": key[1], "seq": seq, "batch": batch, **stats, **env})
-    summary = {"paper_metric": paper_metric(records, bounds), "notes": notes}
+        throughput = []
+        if args.throughput_batches and (not wanted or "fastdistilbert" in wanted):
+            throughput = throughput_mode(hf, args.sparsity, args.threads, 128, 8, args.throughput_batches, Path(workdir))
+    summary = {"paper_metric": paper_metric(records, bounds), "throughput_mode": throughput, "notes": notes}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"records": records, "summary": summary, "environment": env}, indent=2))
     print(markdown_table(records))
@@ -179,6 +213,8 @@ def main(argv=None) -> int:
     for b in summary["paper_metric"]:
         print(f"  seq {b['seq']} (p90 <= {b['p90_bound_ms']:.0f} ms): {b['runtime']} {b['variant']}: "
               f"{b['seq_per_s']:.1f} seq/s at batch {b['batch']}")
+    for t in throughput:
+        print(f"throughput mode, seq {t['seq']} batch {t['batch']}, {t['variant']}: {t['mode']}: {t['seq_per_s']:.1f} seq/s")
     for note in notes:
         print("note:", note)
     if args.plot:

@@ -15,7 +15,7 @@ from transformers import DistilBertConfig, DistilBertForQuestionAnswering, Disti
 from transformers.configuration_utils import PreTrainedConfig
 from transformers.modeling_outputs import BaseModelOutput
 
-from .checkpoint import check_checkpoint, hub_kwargs
+from .checkpoint import check_checkpoint, check_loaded_scales, hub_kwargs
 from .configuration_fast_distilbert import FastDistilBertConfig
 from .conversion import ENCODER_LINEARS, distilbert_qa_from_bert, fast_from_distilbert
 from .errors import CheckpointError
@@ -35,13 +35,24 @@ AUTO_MAP = {
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json")
 
 
-def _validate_inputs(config, input_ids, attention_mask, inputs_embeds) -> None:
-    """Clear errors for inputs DistilBERT would crash on or silently mis-handle."""
+def _check_device(name: str, tensor, device: torch.device) -> None:
+    if isinstance(tensor, torch.Tensor) and tensor.device != device:
+        raise ValueError(f"{name} is on device {tensor.device} but the model is on {device}; move it with .to({str(device)!r})")
+
+
+def _validate_inputs(config, input_ids, attention_mask, inputs_embeds, device, dtype) -> tuple[int, int]:
+    """Clear errors for inputs DistilBERT would crash on or silently mis-handle; returns (batch, sequence)."""
+    if input_ids is None and inputs_embeds is None:
+        raise ValueError("You must specify exactly one of input_ids or inputs_embeds (got neither)")
+    for name, tensor in (("input_ids", input_ids), ("attention_mask", attention_mask), ("inputs_embeds", inputs_embeds)):
+        _check_device(name, tensor, device)  # before any value check: a meta tensor has no values to read
     if input_ids is not None:
         if not isinstance(input_ids, torch.Tensor):
             raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
         if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
             raise TypeError(f"input_ids must be an integer tensor of token ids, got dtype {input_ids.dtype}")
+        if input_ids.dtype not in (torch.int64, torch.int32):  # uint8 would index the embeddings as a boolean mask
+            raise TypeError(f"input_ids must be int64 (or int32) token ids, got dtype {input_ids.dtype}")
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape [batch, sequence], got {tuple(input_ids.shape)}")
         shape = tuple(input_ids.shape)
@@ -50,20 +61,47 @@ def _validate_inputs(config, input_ids, attention_mask, inputs_embeds) -> None:
                 f"input_ids contain ids outside the vocabulary [0, {config.vocab_size}): "
                 f"min {int(input_ids.min())}, max {int(input_ids.max())}; was the right tokenizer used?"
             )
-    elif inputs_embeds is not None:
-        shape = tuple(inputs_embeds.shape[:2])
     else:
-        return
+        _validate_inputs_embeds(config, inputs_embeds, dtype)
+        shape = tuple(inputs_embeds.shape[:2])
+    if shape[0] and not shape[1]:
+        raise ValueError(f"the input has zero-length sequences (shape {shape}); every sequence needs at least one token")
     if shape[1] > config.max_position_embeddings:
         raise ValueError(
             f"sequence length {shape[1]} exceeds max_position_embeddings={config.max_position_embeddings} of this "
             "model; truncate (tokenizer(..., truncation=True, max_length=...)) or use the question-answering "
             "pipeline, which splits long contexts into doc_stride windows"
         )
-    if attention_mask is not None and tuple(attention_mask.shape) != shape:
+    if attention_mask is not None:
+        _validate_attention_mask(attention_mask, shape)
+    return shape
+
+
+def _validate_inputs_embeds(config, inputs_embeds, dtype) -> None:
+    if not isinstance(inputs_embeds, torch.Tensor):
+        raise TypeError(f"inputs_embeds must be a torch.Tensor, got {type(inputs_embeds).__name__}")
+    if inputs_embeds.dtype != dtype:
+        raise TypeError(f"inputs_embeds must have the model's dtype {dtype}, got {inputs_embeds.dtype}")
+    if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.dim:
+        raise ValueError(
+            f"inputs_embeds must have shape [batch, sequence, {config.dim}], got {tuple(inputs_embeds.shape)}"
+        )
+    if not bool(torch.isfinite(inputs_embeds).all()):  # NaN would spread through attention to every token's logits
+        bad = int((~torch.isfinite(inputs_embeds)).sum())
+        raise ValueError(f"inputs_embeds contains {bad} NaN or Inf values; every value must be finite")
+
+
+def _validate_attention_mask(attention_mask, shape) -> None:
+    if not isinstance(attention_mask, torch.Tensor):
+        raise TypeError(f"attention_mask must be a torch.Tensor, got {type(attention_mask).__name__}")
+    if tuple(attention_mask.shape) != shape:
         raise ValueError(
             f"attention_mask has shape {tuple(attention_mask.shape)} but the input has shape {shape}; they must match"
         )
+    if attention_mask.numel() and bool(((attention_mask != 0) & (attention_mask != 1)).any()):
+        # The fast path reads any nonzero as a token, HF's as a weight: only 0 and 1 mean the same to both.
+        raise ValueError("attention_mask must contain only 0 (padding) and 1 (token), "
+                         f"found {sorted(set(attention_mask.unique().tolist()) - {0, 1})[:3]}")
 
 
 class _FastCheckpointMixin:
@@ -86,6 +124,7 @@ class _FastCheckpointMixin:
         if os.path.isdir(path) or not kwargs.get("local_files_only", False):
             check_checkpoint(path, config, **kwargs)
         model = super().from_pretrained(path, *model_args, config=config, **kwargs)
+        check_loaded_scales(model)
         model.prepare_kernels()
         return model
 
@@ -125,6 +164,8 @@ class _FastCheckpointMixin:
         first (a leftover unsharded model.safetensors would otherwise shadow new shards).
         """
         directory = Path(save_directory)
+        if directory.exists() and not directory.is_dir():
+            raise FileExistsError(f"{directory} is a file, not a directory; save_pretrained writes a directory")
         existing = [name for name in CHECKPOINT_FILES if (directory / name).exists()]
         existing += [p.name for p in directory.glob("model-*.safetensors")] if directory.is_dir() else []
         if existing and not overwrite:
@@ -227,6 +268,13 @@ class FastDistilBertModel(_FastCheckpointMixin, DistilBertModel):
             self._kernel_version = version
         return self._kernels
 
+    def install_int8_kernels(self, layers) -> None:
+        """Uses already packed kernels (e.g. memory-mapped from a cache shared by worker processes)."""
+        if len(layers) != self.config.n_layers:
+            raise ValueError(f"expected kernels for {self.config.n_layers} layers, got {len(layers)}")
+        self._kernels = layers
+        self._kernel_version = runtime.weights_version(self)
+
     def _can_use_int8_kernels(self, inputs_embeds, position_ids, kwargs) -> bool:
         wants_extra_outputs = any(kwargs.get(k, getattr(self.config, k, False))
                                   for k in ("output_hidden_states", "output_attentions"))
@@ -235,7 +283,10 @@ class FastDistilBertModel(_FastCheckpointMixin, DistilBertModel):
                 and kernels_available())
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, position_ids=None, **kwargs):
-        _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds)
+        batch, seq = _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds, self.device, self.dtype)
+        if batch == 0:  # an empty batch (a serving batcher with no requests): empty outputs; HF's forward crashes on it
+            return BaseModelOutput(last_hidden_state=torch.zeros(0, seq, self.config.dim, dtype=self.dtype,
+                                                                 device=self.device))
         if self._can_use_int8_kernels(inputs_embeds, position_ids, kwargs):
             with torch.no_grad():
                 hidden = runtime.encoder_forward(self, input_ids, attention_mask)
