@@ -189,6 +189,9 @@ def test_push_command_publishes_a_directory_with_its_own_card(hub, tmp_path, mon
     assert hub.repos["alice/from-cli"].private
     assert cli_main(["push", "--model", str(model_dir / "missing"), "--repo-id", "alice/x"]) == 2
     assert "is not a directory" in capsys.readouterr().err
+    assert cli_main(["push", "--model", str(model_dir), "--repo-id", "bob/not-mine"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the Hub refused the push to bob/not-mine" in err and "rights" in err
 
 
 def test_sharded_push_replaces_the_single_file_and_loads_back(hub, tmp_path):

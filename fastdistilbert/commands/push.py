@@ -23,7 +23,17 @@ def run(args) -> int:
 
     if not args.model.is_dir():
         raise UserError(f"--model {args.model} is not a directory")
-    url = push_to_hub(args.model, args.repo_id, private=True if args.private else None, overwrite=args.overwrite,
-                      commit_message=args.message)
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError
+    from httpx2 import TransportError
+
+    try:
+        url = push_to_hub(args.model, args.repo_id, private=True if args.private else None, overwrite=args.overwrite,
+                          commit_message=args.message)
+    except HfHubHTTPError as exc:  # a refusal by the Hub (no rights, bad token, ...): one line, not a traceback
+        detail = exc.server_message or str(exc).strip().splitlines()[0]
+        raise UserError(f"the Hub refused the push to {args.repo_id}: {detail}") from None
+    except TransportError as exc:
+        raise UserError(f"cannot reach the Hub at {constants.ENDPOINT}: {exc}") from None
     print(f"pushed {args.model} to {args.repo_id}: {url}")
     return 0
