@@ -72,7 +72,11 @@ class BlockPruningCallback(CompressionCallback):
             self._restore(checkpoint)
         elif a.pattern_lock:
             self.pruner.lock_current_pattern()
-            logger.info("pattern lock: keeping the current %.4f block sparsity", self.pruner.sparsity())
+            if self.pruner.sparsity() == 0:
+                logger.warning("pattern lock on a model without any all-zero %s block: nothing is pruned",
+                               self.pruner.block_shape)
+            else:
+                logger.info("pattern lock: keeping the current %.4f block sparsity", self.pruner.sparsity())
         else:
             self.pruner.compute_magnitude_masks(self.scheduled_sparsity(state.global_step))
         self.pruner.apply_masks()
