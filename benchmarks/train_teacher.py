@@ -42,7 +42,7 @@ def main() -> None:
     training_args = TrainingArguments(
         output_dir=str(Path(args.output) / "trainer"), num_train_epochs=args.epochs, learning_rate=args.lr,
         per_device_train_batch_size=args.batch_size, warmup_steps=max(1, total_steps // 10), weight_decay=0.01, seed=args.seed,
-        logging_steps=10, save_strategy="no", report_to=[], train_sampling_strategy="group_by_length", dataloader_num_workers=0,
+        logging_steps=10, save_strategy="no", report_to=[], train_sampling_strategy="group_by_length", dataloader_num_workers=0, dataloader_pin_memory=False,
     )
     trainer = Trainer(model=model.train(), args=training_args, train_dataset=QAFeatureDataset(features),
                       data_collator=DataCollatorWithPadding(tokenizer))
