@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+import torch
 from safetensors import safe_open
 from transformers.utils import cached_file
 
@@ -58,6 +59,19 @@ def read_tensor_specs(files: list[str]) -> dict[str, tuple[str, tuple[int, ...]]
     return specs
 
 
+FLOAT_DTYPES = ("F32", "F16", "BF16")
+
+
+def _linear_shapes(config) -> dict[str, tuple[int, int]]:
+    dim, hidden = config.dim, config.hidden_dim
+    return {"attention.q_lin": (dim, dim), "attention.k_lin": (dim, dim), "attention.v_lin": (dim, dim),
+            "attention.out_lin": (dim, dim), "ffn.lin1": (hidden, dim), "ffn.lin2": (dim, hidden)}
+
+
+def _prefix(specs: dict, prefix_candidates) -> str:
+    return next((p for p in prefix_candidates if f"{p}embeddings.word_embeddings.weight" in specs), "distilbert.")
+
+
 def check_quantized_tensors(specs: dict, config, prefix_candidates=("distilbert.", "")) -> None:
     """Every encoder Linear of an INT8 config must be stored as int8 weights + fp32 scales (+ static params)."""
     from .conversion import ENCODER_LINEARS
@@ -65,10 +79,9 @@ def check_quantized_tensors(specs: dict, config, prefix_candidates=("distilbert.
     expected = {"weight": "I8", "weight_scale": "F32", "bias": "F32"}
     if config.static_activations:
         expected.update(input_scale="F32", input_zero_point="I32")
-    shapes = {"attention.q_lin": (config.dim, config.dim), "attention.k_lin": (config.dim, config.dim),
-              "attention.v_lin": (config.dim, config.dim), "attention.out_lin": (config.dim, config.dim),
-              "ffn.lin1": (config.hidden_dim, config.dim), "ffn.lin2": (config.dim, config.hidden_dim)}
-    prefix = next((p for p in prefix_candidates if f"{p}embeddings.word_embeddings.weight" in specs), "distilbert.")
+    shapes = _linear_shapes(config)
+    prefix = _prefix(specs, prefix_candidates)
+    _check_embeddings(specs, config, prefix)
     for layer in range(config.n_layers):
         for linear in ENCODER_LINEARS:
             base = f"{prefix}transformer.layer.{layer}.{linear}"
@@ -85,8 +98,53 @@ def check_quantized_tensors(specs: dict, config, prefix_candidates=("distilbert.
                 raise CheckpointError(f"tensor {base}.weight has shape {specs[f'{base}.weight'][1]}, expected {shapes[linear]}")
 
 
+def _check_embeddings(specs: dict, config, prefix: str) -> str:
+    embeddings = f"{prefix}embeddings.word_embeddings.weight"
+    if embeddings not in specs:
+        raise CheckpointError(f"the weights hold no {embeddings!r}: not a DistilBERT checkpoint "
+                              f"(it stores e.g. {sorted(specs)[:3]})")
+    return embeddings
+
+
+def check_fp32_tensors(specs: dict, config, prefix_candidates=("distilbert.", "")) -> None:
+    """An fp32 config needs every embedding and encoder Linear tensor, floating and of the config's shape.
+
+    Without this the loader would initialize whatever is missing or mis-shaped at random (a foreign file loads
+    as a random model with a warning), or cast INT8 weights to float without their scales."""
+    from .conversion import ENCODER_LINEARS
+
+    prefix = _prefix(specs, prefix_candidates)
+    wanted = {_check_embeddings(specs, config, prefix): (config.vocab_size, config.dim)}
+    for layer in range(config.n_layers):
+        for linear, shape in _linear_shapes(config).items():
+            wanted[f"{prefix}transformer.layer.{layer}.{linear}.weight"] = shape
+    for key, shape in wanted.items():
+        if key not in specs:
+            raise CheckpointError(f"checkpoint is missing tensor {key!r} that config.json (n_layers={config.n_layers}) needs")
+        dtype, stored = specs[key]
+        if dtype not in FLOAT_DTYPES:
+            raise CheckpointError(
+                f"tensor {key!r} is stored as {dtype} but config.json has no quantization section (fp32 model); "
+                "the file does not match its config"
+            )
+        if stored != shape:
+            raise CheckpointError(f"tensor {key!r} has shape {stored}, but config.json implies {shape}")
+
+
 def check_checkpoint(path, config, **kwargs) -> None:
     """Fails early with a CheckpointError on a missing/corrupt file or tensors that contradict the config."""
     specs = read_tensor_specs(resolve_weight_files(path, **hub_kwargs(kwargs)))
     if getattr(config, "is_quantized", False):
         check_quantized_tensors(specs, config)
+    elif config is not None:
+        check_fp32_tensors(specs, config)
+
+
+def check_loaded_scales(model) -> None:
+    """Quantization scales must be finite and positive (the quantizer never writes anything else): a NaN or zero
+    scale from a damaged or hand-edited file would turn every logit into NaN or zero without an error."""
+    for name, module in model.quantized_linears().items():
+        for attr in ("weight_scale", "input_scale"):
+            scale = getattr(module, attr, None)
+            if scale is not None and not bool((torch.isfinite(scale) & (scale > 0)).all()):
+                raise CheckpointError(f"{name}.{attr} holds non-finite or non-positive values; the checkpoint is corrupt")

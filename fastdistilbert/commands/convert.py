@@ -37,8 +37,11 @@ def run(args) -> int:
         _calibrate(model, src, args.calibrate, args.calibration_samples)
     elif not args.fp32 and not model.config.is_quantized:
         fd.quantize_model(model)
-    model.save_pretrained(dst, overwrite=args.overwrite)
     copied = [name for name in TOKENIZER_FILES if (src / name).exists()]
+    clobbered = [name for name in copied if (dst / name).exists()]
+    if clobbered and not args.overwrite:  # checked before anything is written: DST stays as it was
+        raise UserError(f"{dst} already holds {', '.join(clobbered)}; pass --overwrite to replace")
+    model.save_pretrained(dst, overwrite=args.overwrite)
     for name in copied:
         shutil.copyfile(src / name, dst / name)
     mode = "fp32" if not model.config.is_quantized else f"INT8 ({model.config.quantization['activation']} activations)"
