@@ -153,6 +153,8 @@ class _FastCheckpointMixin:
         from transformers import BertForQuestionAnswering
 
         check_checkpoint(path, None, **kwargs)
+        if (qdq := load_qdq_checkpoint(cls, path, None, kwargs)) is not None:
+            return qdq  # a third-party INT8 (QDQ) export of a BERT encoder, read by third_party.py
         bert = BertForQuestionAnswering.from_pretrained(path, **hub_kwargs(kwargs))
         fast = fast_from_distilbert(distilbert_qa_from_bert(bert))
         return fast if isinstance(fast, cls) else fast.distilbert

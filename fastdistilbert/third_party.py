@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file
 
 from .checkpoint import hub_kwargs, read_tensor_specs, resolve_weight_files
-from .configuration_fast_distilbert import quantization_section
+from .configuration_fast_distilbert import FastDistilBertConfig, quantization_section
 from .conversion import ENCODER_LINEARS
 from .errors import CheckpointError
 from .quantization import WEIGHT_QMAX, dequantize_weight, quantize_weight
@@ -41,13 +41,16 @@ def is_qdq_checkpoint(specs: dict) -> bool:
 
 def load_qdq_checkpoint(cls, path, config, kwargs: dict):
     """The Fast model of a QDQ INT8 checkpoint, or None when `path` holds no QDQ tensors (the caller then loads it
-    the usual way). `config` is the FastDistilBertConfig derived from the checkpoint's config.json."""
+    the usual way). `config` is the FastDistilBertConfig derived from the checkpoint's config.json, or None for a
+    BERT-family checkpoint, whose tensors are renamed (and its config converted) to the DistilBERT layout first."""
     files = resolve_weight_files(path, **hub_kwargs(kwargs))
     if not is_qdq_checkpoint(read_tensor_specs(files)):
         return None
     state: dict[str, torch.Tensor] = {}
     for file in files:
         state.update(load_file(file))
+    if config is None:
+        config, state = _from_bert_layout(path, state, kwargs)
     converted, static = qdq_state_dict_to_fast(state, config.n_layers)
     source = getattr(config, "quantization_config", None)
     if hasattr(config, "quantization_config"):
@@ -65,6 +68,18 @@ def load_qdq_checkpoint(cls, path, config, kwargs: dict):
     model.eval()
     model.prepare_kernels()
     return model if isinstance(model, cls) else model.distilbert
+
+
+def _from_bert_layout(path, state: dict, kwargs: dict):
+    """(FastDistilBertConfig, state dict in DistilBERT names) of a BERT-family QDQ export."""
+    from transformers import BertConfig
+
+    from .conversion import distilbert_config_from_bert, distilbert_state_dict_from_bert
+
+    bert_config = BertConfig.from_pretrained(path, **hub_kwargs(kwargs))
+    config = FastDistilBertConfig.from_distilbert_config(distilbert_config_from_bert(bert_config))
+    config.quantization_config = getattr(bert_config, "quantization_config", None)
+    return config, distilbert_state_dict_from_bert(state)
 
 
 def qdq_state_dict_to_fast(state: dict[str, torch.Tensor], n_layers: int) -> tuple[dict[str, torch.Tensor], bool]:

@@ -124,6 +124,25 @@ def test_intel_style_int8_qdq_export_loads_exactly(tmp_path, minilm_batch):
     assert torch.equal(_start_end(reloaded, minilm_batch), _start_end(model, minilm_batch))
 
 
+def test_bert_qdq_export_converts_to_the_distilbert_layout(tmp_path):
+    torch.manual_seed(8)
+    config = BertConfig(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=40)
+    bert = BertForQuestionAnswering(config).eval()
+    linears = tp.bert_encoder_linears(bert)
+    for linear in linears.values():
+        tp.block_prune_(linear.weight, (4, 1))
+    exported = tp.write_qdq_int8(bert, tmp_path, linears=linears)
+
+    model = fd.FastDistilBertForQuestionAnswering.from_pretrained(tmp_path).eval()
+    assert model.config.quantization["imported_from"]["quantization_config"]["quant_method"] == "qdq"
+    q_lin = model.get_submodule("distilbert.transformer.layer.1.attention.q_lin")
+    assert torch.equal(q_lin.weight, exported["bert.encoder.layer.1.attention.self.query.weight_quantized"])
+    _assert_report(model, ("4x1",), max_density=0.2 + 1e-3)
+    ids = torch.randint(1, 97, (2, 11), generator=torch.Generator().manual_seed(6))
+    _assert_int8_matches_fp32(model, bert, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+
+
 def test_qdq_per_tensor_scales_and_static_activations(tmp_path):
     hf = tiny_distilbert_qa(seed=7, dim=32, hidden_dim=64, n_heads=4)
     for linear in tp.encoder_linears(hf).values():

@@ -40,6 +40,12 @@ def encoder_linears(model) -> dict[str, torch.nn.Linear]:
             for i in range(model.config.n_layers) for name in ENCODER_LINEARS}
 
 
+def bert_encoder_linears(model) -> dict[str, torch.nn.Linear]:
+    """{"bert.encoder.layer.<i>.<module>": Linear} of a BertForQuestionAnswering's encoder."""
+    return {name: module for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and name.startswith("bert.encoder.layer.")}
+
+
 def _edit_config(directory: Path, **changes) -> None:
     path = directory / "config.json"
     config = json.loads(path.read_text())
@@ -60,9 +66,8 @@ def write_intel_style(model, directory: Path) -> None:
 
 def write_neural_magic_style(bert_model, directory: Path) -> None:
     """Prunes a BertForQuestionAnswering in place to (1, 4) blocks in its encoder Linears and saves it."""
-    for name, module in bert_model.named_modules():
-        if isinstance(module, torch.nn.Linear) and ".encoder.layer." in f".{name}":
-            block_prune_(module.weight, (1, 4))
+    for module in bert_encoder_linears(bert_model).values():
+        block_prune_(module.weight, (1, 4))
     bert_model.save_pretrained(directory)
     _edit_config(directory, architectures=["BertForQuestionAnswering"], torch_dtype="float32",
                  _name_or_path="neuralmagic/oBERT-style-block4-80", gradient_checkpointing=False, use_cache=True)
@@ -70,11 +75,12 @@ def write_neural_magic_style(bert_model, directory: Path) -> None:
                                            f"    final_sparsity: {SPARSITY}\n")
 
 
-def qdq_state_dict(model, per_channel: bool = True, input_params: tuple[float, int] | None = None) -> dict:
-    """The QDQ tensors of a DistilBertForQuestionAnswering: symmetric int8 weights (per channel or per tensor),
-    zero points 0, and, when `input_params` is given, the same static activation scale for every Linear."""
+def qdq_state_dict(model, per_channel: bool = True, input_params: tuple[float, int] | None = None,
+                   linears: dict | None = None) -> dict:
+    """The QDQ tensors of a QA model: its encoder `linears` (default: DistilBERT's) as symmetric int8 weights (per
+    channel or per tensor), zero points 0, and, when `input_params` is given, one static activation scale for all."""
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    for name, linear in encoder_linears(model).items():
+    for name in linears or encoder_linears(model):
         weight = state.pop(f"{name}.weight")
         amax = weight.abs().amax(dim=1) if per_channel else weight.abs().amax().reshape(())
         scale = (amax / 127).clamp_min(1e-12)
