@@ -94,17 +94,14 @@ def test_static_activations_claimed_but_weights_are_dynamic(saved_int8, tmp_path
         load(path)
 
 
-def test_unknown_activation_mode(saved_int8, tmp_path):
+@pytest.mark.parametrize("changes, message", [
+    ({"quantization__activation": "per-channel"}, "activation must be one of .* got 'per-channel'"),
+    ({"quantization": "int8"}, "config.quantization must be a dict or null, got str"),
+], ids=["unknown-activation-mode", "not-a-dict"])
+def test_unreadable_quantization_section(saved_int8, tmp_path, changes, message):
     path = copy_of(saved_int8, tmp_path)
-    edit_config(path, quantization__activation="per-channel")
-    with pytest.raises(fd.CheckpointError, match="activation must be one of .* got 'per-channel'"):
-        load(path)
-
-
-def test_quantization_section_that_is_not_a_dict(saved_int8, tmp_path):
-    path = copy_of(saved_int8, tmp_path)
-    edit_config(path, quantization="int8")
-    with pytest.raises(fd.CheckpointError, match="config.quantization must be a dict or null, got str"):
+    edit_config(path, **changes)
+    with pytest.raises(fd.CheckpointError, match=message):
         load(path)
 
 
