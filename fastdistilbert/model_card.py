@@ -8,6 +8,7 @@ it legacy, but its `.eval_results` format needs benchmarks registered on the Hub
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -16,6 +17,11 @@ from .errors import UserError
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "template.md"
 RECIPE_FILES = ("recipe.json", "train_args.json")
+# Written by `fastdistilbert recipe` beside the checkpoint: EM/F1 of the exported INT8 student (this checkpoint) and,
+# for comparison, of the sparse fp32 student and the dense teacher, measured in the same run.
+RECIPE_METRICS = "metrics.json"
+RECIPE_ROWS = (("student_int8", "this checkpoint (INT8, fast path)"), ("student_fp32", "sparse student before QAT (fp32)"),
+               ("teacher_fp32", "dense teacher (fp32)"))
 LINEARS = ("attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin", "ffn.lin1", "ffn.lin2")
 # Evaluation files named after a known dataset get its Hub id in model-index; others keep their file name.
 KNOWN_DATASETS = (
@@ -38,7 +44,9 @@ def render_card(model_dir, eval_result: dict | None = None, bench: dict | None =
     name = repo_id or model_dir.resolve().name
     sparsity = sparsity_table(model_dir, config)
     recipe_file, recipe = _recipe(model_dir)
-    evaluation = _evaluation(eval_result) if eval_result is not None else None
+    if eval_result is None and (model_dir / RECIPE_METRICS).is_file():
+        eval_result = _read_json(model_dir / RECIPE_METRICS, RECIPE_METRICS)
+    evaluation = _evaluation(eval_result, dict(recipe)) if eval_result is not None else None
     values = {
         "name": name, "repo_id": repo_id or f"<namespace>/{name}", "base_model": base_model,
         "arch": {k: config.get(k) for k in ("n_layers", "dim", "n_heads", "hidden_dim", "vocab_size",
@@ -66,7 +74,8 @@ def card_metadata(config: dict, sparsity: list[dict], evaluation: dict | None, n
                   "language": ["en"], "tags": tags}
     if base_model:
         meta["base_model"] = base_model
-    datasets = [value for key, value in recipe if key in ("dataset", "dataset_name", "train_dataset")]
+    datasets = [_dataset_meta(str(value)).get("type", value) for key, value in recipe
+                if key in ("dataset", "dataset_name", "train_dataset", "train")]
     if evaluation is not None and evaluation["dataset"].get("type"):
         datasets.append(evaluation["dataset"]["type"])
     if datasets:
@@ -148,9 +157,18 @@ def _recipe(model_dir: Path) -> tuple[str | None, list]:
             recipe = _read_json(path, f"recipe file {name}")
             if not isinstance(recipe, dict):
                 raise UserError(f"{path} must hold a JSON object of recipe arguments")
-            return name, [(key, json.dumps(value) if isinstance(value, (dict, list)) else value)
-                          for key, value in _flatten(recipe)]
+            return name, [(key, _card_value(value)) for key, value in _flatten(recipe)]
     return None, []
+
+
+def _card_value(value):
+    """A recipe value as the card shows it: absolute paths shortened to their last component (a card is public and
+    must not carry the training machine's directories)."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if isinstance(value, str) and (value.startswith(("/", "~")) or re.match(r"^[A-Za-z]:[\\/]", value)):
+        return Path(value).name
+    return value
 
 
 def _flatten(values: dict, prefix: str = ""):
@@ -161,16 +179,32 @@ def _flatten(values: dict, prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
-def _evaluation(result: dict) -> dict:
-    missing = [k for k in ("exact_match", "f1") if not isinstance(result.get(k), (int, float))]
-    if missing:
-        raise UserError(f"the evaluation JSON has no numeric {', '.join(missing)} (expected `fastdistilbert eval "
-                        "--output` results)")
-    data = Path(str(result.get("data", "unknown"))).name  # the file name only: never a local path in a card
-    dataset = next((dict(meta) for key, meta in KNOWN_DATASETS if key in data.lower()), {"name": data})
-    return {"dataset": dataset, "dataset_name": dataset["name"], "exact_match": round(float(result["exact_match"]), 2),
-            "f1": round(float(result["f1"]), 2), "n": result.get("n", "not recorded"),
-            "settings": ", ".join(f"{k}={v}" for k, v in (result.get("settings") or {}).items()) or "not recorded"}
+def _evaluation(result: dict, recipe: dict) -> dict:
+    """Evaluation data of the card from `fastdistilbert eval --output` results or a recipe's metrics.json."""
+    if isinstance(result.get("student_int8"), dict):  # metrics.json of `fastdistilbert recipe`
+        rows = [(label, result[key]) for key, label in RECIPE_ROWS if isinstance(result.get(key), dict)]
+        data = recipe.get("eval", "unknown")
+        settings = {k: recipe[k] for k in ("max_seq_len", "doc_stride") if k in recipe}
+    else:
+        rows, data, settings = [("this checkpoint", result)], result.get("data", "unknown"), result.get("settings")
+    for label, row in rows:
+        missing = [k for k in ("exact_match", "f1") if not isinstance(row.get(k), (int, float))]
+        if missing:
+            raise UserError(f"the evaluation JSON has no numeric {', '.join(missing)} for {label} (expected "
+                            "`fastdistilbert eval --output` results or a recipe's metrics.json)")
+    dataset = _dataset_meta(str(data))
+    table = [{"label": label, "n": row.get("n", "not recorded"), "exact_match": round(float(row["exact_match"]), 2),
+              "f1": round(float(row["f1"]), 2)} for label, row in rows]
+    return {"dataset": dataset, "dataset_name": dataset["name"], "rows": table, "exact_match": table[0]["exact_match"],
+            "f1": table[0]["f1"], "settings": ", ".join(f"{k}={v}" for k, v in (settings or {}).items())
+            or "not recorded"}
+
+
+def _dataset_meta(data: str) -> dict:
+    """model-index `dataset` of an evaluation/training file: a known Hub dataset, else just the file name (never a
+    local path in a card)."""
+    name = Path(data).name
+    return next((dict(meta) for key, meta in KNOWN_DATASETS if key in name.lower()), {"name": name})
 
 
 def _benchmark(bench: dict, plot: str | None) -> dict:

@@ -83,7 +83,8 @@ def test_model_index_carries_the_measured_em_and_f1(sparse_int8_dir):
     assert result["dataset"] == {"name": "XQuAD (en)", "type": "google/xquad", "config": "xquad.en",
                                  "split": "validation"}
     assert {m["type"]: m["value"] for m in result["metrics"]} == {"exact_match": 61.34, "f1": 72.01}
-    assert "| XQuAD (en) | 1190 | 61.34 | 72.01 |" in sections["Evaluation"]
+    assert "Dataset: XQuAD (en)." in sections["Evaluation"]
+    assert "| this checkpoint | 1190 | 61.34 | 72.01 |" in sections["Evaluation"]
     assert "/home/someone" not in card  # local paths never reach a card
 
 
@@ -98,13 +99,13 @@ def test_benchmark_table_records_cpu_isa_threads(sparse_int8_dir):
 
 def test_recorded_recipe_is_listed(sparse_int8_dir):
     recipe = {"stage": "prune+distill", "sparsity": 0.8, "block": [4, 1], "teacher": {"temperature": 2.0},
-              "dataset": "squad-v1.1-train-head.json"}
+              "dataset": "my-qa-data.json"}
     (sparse_int8_dir / "recipe.json").write_text(json.dumps(recipe))
     metadata, sections = split_card(render_card(sparse_int8_dir))
     text = sections["Training recipe"]
     for line in ("| stage | prune+distill |", "| sparsity | 0.8 |", "| block | [4, 1] |", "| teacher.temperature | 2.0 |"):
         assert line in text
-    assert metadata["datasets"] == ["squad-v1.1-train-head.json"]
+    assert metadata["datasets"] == ["my-qa-data.json"]
 
 
 def test_fp32_checkpoint_card(tmp_path):
@@ -147,3 +148,30 @@ def test_converted_intel_style_checkpoint_gets_a_card_with_its_4x1_sparsity(tmp_
     patterns = re.findall(r"^\| \d+ \| \w+ \| \d+x\d+ \| [\d.]+% \| (\w+) \|", sections["Sparsity"], flags=re.M)
     assert patterns == ["4x1"] * 12
     assert "uint8 asymmetric, scale and zero point computed per token" in sections["Quantization"]
+
+
+def test_recipe_output_card_uses_its_metrics_and_hides_local_paths(sparse_int8_dir):
+    recipe = {"teacher": "/home/someone/runs/teacher", "train": "/home/someone/data/squad-v1.1-train-head.json",
+              "eval": "/home/someone/data/xquad-en.json", "output": "/home/someone/runs/student", "sparsity": 0.8,
+              "block_shape": "4,1", "max_seq_len": 256, "doc_stride": 128,
+              "budget": {"prune_steps": 120, "qat_steps": 60, "train_seconds": 1234.5, "threads": 2}}
+    metrics = {"teacher_fp32": {"exact_match": 70.5, "f1": 80.25, "n": 1190},
+               "student_fp32": {"exact_match": 65.0, "f1": 75.5, "n": 1190},
+               "student_int8": {"exact_match": 64.123, "f1": 74.987, "n": 1190},
+               "kernel_formats": ["4x1"], "budget": recipe["budget"]}
+    (sparse_int8_dir / "recipe.json").write_text(json.dumps(recipe))
+    (sparse_int8_dir / "metrics.json").write_text(json.dumps(metrics))
+    card = render_card(sparse_int8_dir, repo_id="alice/student")
+    metadata, sections = split_card(card)
+    result = metadata["model-index"][0]["results"][0]
+    assert {m["type"]: m["value"] for m in result["metrics"]} == {"exact_match": 64.12, "f1": 74.99}
+    assert result["dataset"]["type"] == "google/xquad"
+    assert metadata["datasets"] == ["google/xquad", "rajpurkar/squad"]
+    evaluation = sections["Evaluation"]
+    for row in ("| this checkpoint (INT8, fast path) | 1190 | 64.12 | 74.99 |",
+                "| sparse student before QAT (fp32) | 1190 | 65.0 | 75.5 |", "| dense teacher (fp32) | 1190 | 70.5 | 80.25 |"):
+        assert row in evaluation
+    assert "max_seq_len=256, doc_stride=128" in evaluation
+    assert "| budget.train_seconds | 1234.5 |" in sections["Training recipe"]
+    assert "| teacher | teacher |" in sections["Training recipe"]
+    assert "/home/someone" not in card
