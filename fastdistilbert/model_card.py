@@ -60,6 +60,8 @@ def render_card(model_dir, eval_result: dict | None = None, bench: dict | None =
     metadata["tags"] += [tag for tag in tags or () if tag not in metadata["tags"]]
     values["metadata_yaml"] = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
     env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    if not TEMPLATE.is_file():
+        raise UserError(f"model card template not found ({TEMPLATE.name} in the source tree's model_cards/)")
     return env.from_string(TEMPLATE.read_text(encoding="utf-8")).render(**values)
 
 
