@@ -13,7 +13,7 @@
 namespace fastdistilbert {
 namespace avx512vnni_256 {
 
-#define FDB_DPBUSD _mm256_dpbusd_epi32
+#define FDB_DPBUSD "%{evex%} vpdpbusd"  // braces escaped for inline asm
 #include "simd_ymm.inc"
 #include "kernels_simd.inc"
 #undef FDB_DPBUSD

@@ -12,7 +12,7 @@
 namespace fastdistilbert {
 namespace avxvnni {
 
-#define FDB_DPBUSD _mm256_dpbusd_avx_epi32
+#define FDB_DPBUSD "%{vex%} vpdpbusd"  // braces escaped for inline asm
 #include "simd_ymm.inc"
 #include "kernels_simd.inc"
 #undef FDB_DPBUSD

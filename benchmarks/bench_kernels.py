@@ -1,0 +1,179 @@
+"""INT8 GEMM kernel benchmark: our dense and block-sparse kernels per ISA, beside torch's fp32 Linear and
+torch's dynamic INT8 Linear, on DistilBERT's Linear shapes, with an in-process vpdpbusd peak probe.
+
+    python benchmarks/bench_kernels.py --json results/kernels.json [--quick] [--threads 2]
+
+Per point: `us` (best of the repeated calls: the machine is shared, the minimum is the least disturbed
+run; `us_median` is recorded too), `eff_gmacs` (nonzero multiply-accumulates per second),
+`dense_gmacs` (out x in x tokens / time), `pct_peak` (eff_gmacs / peak_gmacs), where `peak_gmacs` is the
+measured 512-bit vpdpbusd peak of this process (or the best variant's probe when AVX-512 VNNI is
+absent) and `isa_peak_gmacs` the probe of the point's own variant. Our op times include the per-call
+activation packing; activations are feature-major [in, tokens] (the runtime's layout), torch's
+token-major [tokens, in].
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+import fastdistilbert
+from fastdistilbert import ops
+from fastdistilbert import quantization as Q
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_env import environment, time_calls  # noqa: E402
+
+SHAPES = [(2304, 768), (768, 768), (3072, 768), (768, 3072)]  # (out, in): fused QKV, attn out, FFN in, FFN out
+TOKENS = [16, 128, 384, 1024, 3072]
+DENSITIES = [1.0, 0.2, 0.1]
+SPARSE_PATTERNS = ["4x1", "1x4"]
+
+
+def block_sparse_weight(out_f: int, in_f: int, density: float, pattern: str, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(out_f, in_f, generator=g)
+    if pattern == "4x1":
+        w = w * (torch.rand(out_f // 4, in_f, generator=g) < density).repeat_interleave(4, 0)
+    elif pattern == "1x4":
+        w = w * (torch.rand(out_f, in_f // 4, generator=g) < density).repeat_interleave(4, 1)
+    weight_q, scale = Q.quantize_weight(w)
+    return weight_q, scale, torch.randn(out_f, generator=g)
+
+
+def measure(fn, budget_s: float) -> tuple[float, float]:
+    latencies = time_calls(fn, warmup=2, min_iters=3, budget_s=budget_s, max_iters=100)
+    return min(latencies), statistics.median(latencies)
+
+
+def peak_probe(isa: str, repeats: int = 5) -> float:
+    """Best GMAC/s of the variant's tight dot-product loop on all threads."""
+    iterations = 200_000
+    ops.peak_probe(1000, isa)
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        macs = ops.peak_probe(iterations, isa)
+        best = max(best, macs / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def bench_ours(records, isa, out_f, in_f, tokens, density, pattern, budget_s, base):
+    weight_q, scale, bias = block_sparse_weight(out_f, in_f, density, pattern if density < 1 else "dense")
+    nonzero_macs = int(weight_q.ne(0).sum()) * tokens
+    packed = ops.pack_weight(weight_q, scale, bias, pattern)
+    g = torch.Generator().manual_seed(1)
+    x_q = torch.randint(0, 256, (in_f, tokens), dtype=torch.uint8, generator=g)
+    x_scale = torch.rand(tokens, generator=g) * 0.02
+    x_zp = torch.randint(0, 256, (tokens,), dtype=torch.int32, generator=g)
+    x = torch.randn(in_f, tokens, generator=g)
+    fastdistilbert.set_isa(isa)
+    try:
+        calls = {"quantized_linear": lambda: ops.quantized_linear(x_q, x_scale, x_zp, packed, out_features=out_f)}
+        if isa == base["default_isa"]:
+            calls["dynamic_quantized_linear"] = lambda: ops.dynamic_quantized_linear(x, packed, out_features=out_f)
+        for op, fn in calls.items():
+            best, median = measure(fn, budget_s)
+            assert ops.last_isa() == isa
+            records.append(point(base, op, pattern, isa, out_f, in_f, tokens, density, best, median, nonzero_macs))
+    finally:
+        fastdistilbert.set_isa("auto")
+
+
+def bench_torch(records, out_f, in_f, tokens, budget_s, base):
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(out_f, in_f, generator=g)
+    b = torch.randn(out_f, generator=g)
+    x = torch.randn(tokens, in_f, generator=g)
+    best, median = measure(lambda: torch.nn.functional.linear(x, w, b), budget_s)
+    records.append(point(base, "torch_fp32_linear", "dense", "torch", out_f, in_f, tokens, 1.0, best, median,
+                         out_f * in_f * tokens))
+    qlinear = torch.ao.nn.quantized.dynamic.Linear(in_f, out_f)
+    qlinear.set_weight_bias(torch.quantize_per_channel(w, w.abs().amax(1) / 127, torch.zeros(out_f, dtype=torch.long),
+                                                       0, torch.qint8), b)
+    best, median = measure(lambda: qlinear(x), budget_s)
+    records.append(point(base, "torch_dynamic_int8_linear", "dense", torch.backends.quantized.engine, out_f, in_f,
+                         tokens, 1.0, best, median, out_f * in_f * tokens))
+
+
+def point(base, op, pattern, isa, out_f, in_f, tokens, density, best, median, nonzero_macs) -> dict:
+    eff = nonzero_macs / best / 1e9
+    return {
+        "op": op, "pattern": pattern, "isa": isa, "out": out_f, "in": in_f, "tokens": tokens, "density": density,
+        "threads": base["threads"], "us": best * 1e6, "us_median": median * 1e6, "eff_gmacs": eff,
+        "dense_gmacs": out_f * in_f * tokens / best / 1e9, "peak_gmacs": base["peak_gmacs"],
+        "isa_peak_gmacs": base["isa_peaks"].get(isa), "pct_peak": 100 * eff / base["peak_gmacs"],
+        "cpu": base["cpu"], "versions": base["versions"],
+    }
+
+
+def summarize(records: list[dict]) -> list[str]:
+    """The issue's targets, from this run's records."""
+    ours = {(r["op"], r["pattern"], r["isa"], r["out"], r["in"], r["tokens"], r["density"]): r for r in records}
+    lines = []
+    for r in records:
+        if r["op"] == "quantized_linear" and r["pattern"] == "dense" and r["tokens"] >= 128:
+            lines.append(f"dense {r['isa']:>14} {r['out']}x{r['in']} T={r['tokens']}: {r['eff_gmacs']:.0f} GMAC/s "
+                         f"= {r['pct_peak']:.0f}% of peak")
+    for r in records:
+        if r["op"] == "quantized_linear" and r["density"] < 1:
+            dense = ours.get(("quantized_linear", "dense", r["isa"], r["out"], r["in"], r["tokens"], 1.0))
+            if dense:
+                lines.append(f"{r['pattern']} d={r['density']} {r['isa']:>14} {r['out']}x{r['in']} T={r['tokens']}: "
+                             f"{dense['us'] / r['us']:.2f}x dense, {r['pct_peak']:.0f}% of peak (effective)")
+    for r in records:
+        if r["op"] == "torch_fp32_linear":
+            mine = ours.get(("quantized_linear", "dense", "avx2", r["out"], r["in"], r["tokens"], 1.0))
+            if mine:
+                lines.append(f"avx2 dense vs torch fp32 {r['out']}x{r['in']} T={r['tokens']}: {r['us'] / mine['us']:.2f}x")
+    return lines
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", required=True, type=Path, help="output file (one record per point)")
+    parser.add_argument("--quick", action="store_true", help="two shapes, three token counts, shorter timing")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--isas", default="", help="comma-separated variants (default: all available but ref)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    args = parser.parse_args(argv)
+    if args.json.exists() and not args.overwrite:
+        parser.error(f"{args.json} exists; pass --overwrite to replace it")
+    torch.set_num_threads(args.threads)
+    isas = args.isas.split(",") if args.isas else [i for i in fastdistilbert.available_isas() if i != "ref"]
+    shapes, tokens, budget = (SHAPES[:2], [16, 128, 384], 0.3) if args.quick else (SHAPES, TOKENS, 0.6)
+
+    env = environment(args.threads)
+    isa_peaks = {isa: peak_probe(isa) for isa in isas}
+    peak_isa = "avx512vnni" if "avx512vnni" in isa_peaks else max(isa_peaks, key=isa_peaks.get)
+    base = {"threads": args.threads, "cpu": env["cpu"], "versions": env["versions"], "isa_peaks": isa_peaks,
+            "peak_gmacs": isa_peaks[peak_isa], "default_isa": fastdistilbert.active_isa()}
+    print(f"{env['cpu']}, {args.threads} threads; peak probes (GMAC/s): "
+          + ", ".join(f"{k} {v:.0f}" for k, v in isa_peaks.items()))
+
+    jobs = []
+    for out_f, in_f in shapes:
+        for t in tokens:
+            jobs.append(("torch", out_f, in_f, t, 1.0, "dense"))
+            for isa in isas:
+                jobs.append((isa, out_f, in_f, t, 1.0, "dense"))
+                jobs += [(isa, out_f, in_f, t, d, p) for d in DENSITIES if d < 1 for p in SPARSE_PATTERNS]
+    records: list[dict] = []
+    for isa, out_f, in_f, t, density, pattern in tqdm(jobs, desc="kernel points"):
+        if isa == "torch":
+            bench_torch(records, out_f, in_f, t, budget, base)
+        else:
+            bench_ours(records, isa, out_f, in_f, t, density, pattern, budget, base)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"environment": env, "isa_peaks": isa_peaks, "records": records}, indent=1))
+    print("\n".join(summarize(records)))
+
+
+if __name__ == "__main__":
+    main()
