@@ -49,6 +49,12 @@ def lfs_pointer(data: bytes) -> bytes:
             f"size {len(data)}\n").encode()
 
 
+def _content_oid(name: str, data: bytes) -> str:
+    """What preupload reports for an existing file (the client skips re-uploading when it matches): the sha256 of an
+    LFS file, the git blob sha1 of a regular one."""
+    return hashlib.sha256(data).hexdigest() if name.endswith(LFS_SUFFIX) else git_blob_sha1(data)
+
+
 def sibling(name: str, data: bytes) -> dict:
     """A file as model_info / list_repo_tree describe it (blob id of the pointer + lfs info for LFS files)."""
     if not name.endswith(LFS_SUFFIX):
@@ -276,7 +282,7 @@ def _handler_for(hub: HubStandIn):
             files = json.loads(self._body())["files"]
             self._json(200, {"files": [{"path": f["path"], "shouldIgnore": False,
                                         "uploadMode": "lfs" if f["path"].endswith(LFS_SUFFIX) else "regular",
-                                        "oid": sibling(f["path"], current[f["path"]])["blobId"]
+                                        "oid": _content_oid(f["path"], current[f["path"]])
                                         if f["path"] in current else None} for f in files]})
 
         def lfs_batch(self, query, repo):

@@ -117,6 +117,7 @@ def test_repo_creation_is_idempotent_and_an_identical_push_is_accepted(hub):
             push_to_hub(model, "alice/tiny-qa", token=ALICE)
     assert list(hub.repos) == ["alice/tiny-qa"]
     assert hub.create_calls == 1  # the second push saw the repo and did not try to create it again
+    assert [m for m, path in hub.requests if path.startswith("/lfs-objects/")] == ["PUT"]  # unchanged: not resent
     huggingface_hub.HfApi(token=ALICE).create_repo("alice/tiny-qa", exist_ok=True)  # the Hub's 409 path
     assert set(hub.repos["alice/tiny-qa"].files()) == EXPECTED_FILES - {"tokenizer.json", "tokenizer_config.json"}
 
