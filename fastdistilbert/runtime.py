@@ -90,12 +90,14 @@ def weights_version(model) -> tuple:
     return tuple(key)
 
 
+@torch.library.register_fake("fastdistilbert::layer_norm_fm")
+def _layer_norm_fm_fake(x, weight, bias, eps):
+    return torch.empty_like(x)
+
+
 def layer_norm_feature_major(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
-    """LayerNorm over the feature dimension (dim 0) of `[features, tokens]`, same formula as torch's."""
-    mean = x.mean(dim=0, keepdim=True)
-    centered = x - mean
-    var = (centered * centered).mean(dim=0, keepdim=True)
-    return centered * torch.rsqrt(var + norm.eps) * norm.weight.detach()[:, None] + norm.bias.detach()[:, None]
+    """LayerNorm over the feature dimension (dim 0) of `[features, tokens]` (one fused pass per token tile)."""
+    return torch.ops.fastdistilbert.layer_norm_fm(x, norm.weight.detach(), norm.bias.detach(), norm.eps)
 
 
 def packed_tokens(attention_mask: torch.Tensor):
@@ -105,29 +107,35 @@ def packed_tokens(attention_mask: torch.Tensor):
     return mask.reshape(-1).nonzero().squeeze(1), lengths
 
 
+def _sequence_groups(lengths: list[int]) -> list[tuple[int, int, int]]:
+    """(first token column, number of sequences, length) of runs of consecutive sequences of equal length."""
+    groups, column = [], 0
+    for n in lengths:
+        if n and groups and groups[-1][2] == n and groups[-1][0] + groups[-1][1] * n == column:
+            first, count, _ = groups[-1]
+            groups[-1] = (first, count + 1, n)
+        elif n:
+            groups.append((column, 1, n))
+        column += n
+    return groups
+
+
 def attention(qkv: torch.Tensor, lengths: list[int], n_heads: int, scaling: float) -> torch.Tensor:
     """Self-attention per sequence on packed feature-major Q, K, V (`[3*dim, tokens]`) -> `[dim, tokens]`.
 
-    Sequences of equal length are computed in one batched matmul."""
+    Runs of equal-length sequences are one batched matmul per head, on strided views of `qkv` (no copies: a head's
+    `[head_dim, tokens]` block is already the transposed operand BLAS wants)."""
     dim = qkv.shape[0] // 3
     head = dim // n_heads
     out = torch.empty(dim, qkv.shape[1], dtype=qkv.dtype)
-    offsets = [0]
-    for n in lengths:
-        offsets.append(offsets[-1] + n)
-    by_length: dict[int, list[int]] = {}
-    for index, n in enumerate(lengths):
-        if n:
-            by_length.setdefault(n, []).append(index)
-    for n, seqs in by_length.items():
-        cols = torch.cat([torch.arange(offsets[s], offsets[s] + n) for s in seqs]) if len(seqs) > 1 else \
-            slice(offsets[seqs[0]], offsets[seqs[0]] + n)
-        block = qkv[:, cols].reshape(3, n_heads, head, len(seqs), n).permute(0, 3, 1, 2, 4)  # [3, B, H, d, n]
-        q, k, v = block[0], block[1], block[2]
-        scores = torch.matmul(q.transpose(-1, -2), k) * scaling                      # [B, H, n_q, n_k]
-        probs = torch.softmax(scores, dim=-1)
-        ctx = torch.matmul(v, probs.transpose(-1, -2))                                # [B, H, d, n_q]
-        out[:, cols] = ctx.permute(1, 2, 0, 3).reshape(dim, len(seqs) * n)
+    for first, count, n in _sequence_groups(lengths):
+        cols = slice(first, first + count * n)
+        q, k, v = (qkv[i * dim:(i + 1) * dim, cols].view(n_heads, head, count, n) for i in range(3))
+        for h in range(n_heads):
+            scores = torch.bmm(q[h].permute(1, 2, 0), k[h].permute(1, 0, 2)).mul_(scaling)   # [count, n_q, n_k]
+            probs = torch.softmax(scores, dim=-1)
+            ctx = torch.bmm(v[h].permute(1, 0, 2), probs.transpose(1, 2))                   # [count, head, n_q]
+            out[h * head:(h + 1) * head, cols].view(head, count, n).copy_(ctx.permute(1, 0, 2))
     return out
 
 
