@@ -81,7 +81,8 @@ def stage_checkpoint(model, staging: Path, tokenizer=None, card: str | None = No
     elif not (staging / CARD).exists():
         from .model_card import render_card
 
-        (staging / CARD).write_text(render_card(staging, repo_id=repo_id, tags=tags))
+        # A directory's own recipe.json / metrics.json feed its card; they are not published themselves.
+        (staging / CARD).write_text(render_card(source or staging, repo_id=repo_id, tags=tags))
     if not any((staging / name).exists() for name in TOKENIZER_FILES):
         warnings.warn("publishing without tokenizer files: pipeline() and AutoTokenizer will not work from the "
                       "repository; pass tokenizer= (or save the tokenizer into the model directory)", stacklevel=3)
@@ -91,7 +92,9 @@ def stage_checkpoint(model, staging: Path, tokenizer=None, card: str | None = No
 def _copy_checkpoint_dir(source: Path, staging: Path) -> None:
     if not (source / "config.json").is_file():
         raise UserError(f"{source} is not a saved model directory (no config.json)")
-    config = json.loads((source / "config.json").read_text())
+    from .model_card import load_json
+
+    config = load_json(source / "config.json", "config.json of the model")
     modules = {f"{ref.split('.')[0]}.py" for ref in (config.get("auto_map") or {}).values()}
     wanted = {"config.json", CARD, *TOKENIZER_FILES, *modules}
     for path in source.iterdir():

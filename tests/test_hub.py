@@ -214,3 +214,19 @@ def test_unsupported_push_options_are_refused(hub):
     with pytest.raises(TypeError, match="does not support create_pr"):
         fast_model().push_to_hub("alice/tiny-qa", token=ALICE, create_pr=True)
     assert hub.requests == []
+
+
+def test_pushing_a_recipe_output_publishes_a_card_with_its_measured_metrics(hub, tmp_path):
+    out = tmp_path / "student"
+    fast_model().save_pretrained(out)
+    tiny_tokenizer().save_pretrained(out)
+    (out / "recipe.json").write_text(json.dumps({"teacher": "/somewhere/teacher", "eval": "/somewhere/xquad-en.json",
+                                                 "sparsity": 0.8}))
+    (out / "metrics.json").write_text(json.dumps({"student_int8": {"exact_match": 50.0, "f1": 60.0, "n": 10}}))
+    push_to_hub(out, "alice/student", token=ALICE)
+    files = hub.repos["alice/student"].files()
+    assert "recipe.json" not in files and "metrics.json" not in files
+    card = files["README.md"].decode()
+    metrics = yaml.safe_load(card.split("---")[1])["model-index"][0]["results"][0]["metrics"]
+    assert [(m["type"], m["value"]) for m in metrics] == [("exact_match", 50.0), ("f1", 60.0)]
+    assert "| sparsity | 0.8 |" in card and "/somewhere" not in card
