@@ -15,6 +15,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -83,6 +84,7 @@ def stage_checkpoint(model, staging: Path, tokenizer=None, card: str | None = No
 
         # A directory's own recipe.json / metrics.json feed its card; they are not published themselves.
         (staging / CARD).write_text(render_card(source or staging, repo_id=repo_id, tags=tags))
+    _copy_card_images(source, staging)
     if not any((staging / name).exists() for name in TOKENIZER_FILES):
         warnings.warn("publishing without tokenizer files: pipeline() and AutoTokenizer will not work from the "
                       "repository; pass tokenizer= (or save the tokenizer into the model directory)", stacklevel=3)
@@ -101,6 +103,20 @@ def _copy_checkpoint_dir(source: Path, staging: Path) -> None:
         if path.is_file() and (path.name in wanted or fnmatch.fnmatch(path.name, "*.safetensors")
                                or path.name == "model.safetensors.index.json"):
             shutil.copyfile(path, staging / path.name)
+
+
+def _copy_card_images(source: Path | None, staging: Path) -> None:
+    """Publishes the local images the card shows (e.g. the benchmark plot), which live beside it in `source`."""
+    card = (staging / CARD).read_text(encoding="utf-8")
+    for link in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", card):
+        if "://" in link or link.startswith(("/", "..")):
+            continue
+        if source is not None and (source / link).is_file():
+            (staging / link).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / link, staging / link)
+        elif not (staging / link).is_file():
+            warnings.warn(f"the model card shows {link}, which is not in the model directory: it will be a broken "
+                          "image on the Hub", stacklevel=4)
 
 
 def check_publishable(directory: Path) -> None:

@@ -20,6 +20,7 @@ from transformers import DistilBertTokenizer
 import fastdistilbert as fd
 from fastdistilbert.cli import main as cli_main
 from fastdistilbert.hub import push_to_hub
+from fastdistilbert.model_card import render_card
 from fastdistilbert.testing import tiny_distilbert_qa
 
 from hub_standin import HubStandIn
@@ -216,6 +217,11 @@ def test_unsupported_push_options_are_refused(hub):
     assert hub.requests == []
 
 
+BENCH = {"environment": {"cpu": "Test CPU", "isa": "avx2", "threads": 2},
+         "records": [{"runtime": "fastdistilbert", "variant": "int8-dense", "seq": 128, "batch": 1, "seq_per_s": 10.0,
+                      "p50_ms": 100.0, "p90_ms": 110.0}]}
+
+
 def test_pushing_a_recipe_output_publishes_a_card_with_its_measured_metrics(hub, tmp_path):
     out = tmp_path / "student"
     fast_model().save_pretrained(out)
@@ -223,10 +229,22 @@ def test_pushing_a_recipe_output_publishes_a_card_with_its_measured_metrics(hub,
     (out / "recipe.json").write_text(json.dumps({"teacher": "/somewhere/teacher", "eval": "/somewhere/xquad-en.json",
                                                  "sparsity": 0.8}))
     (out / "metrics.json").write_text(json.dumps({"student_int8": {"exact_match": 50.0, "f1": 60.0, "n": 10}}))
-    push_to_hub(out, "alice/student", token=ALICE)
+    push_to_hub(out, "alice/student", token=ALICE)  # no README.md in the directory: the card is generated
     files = hub.repos["alice/student"].files()
     assert "recipe.json" not in files and "metrics.json" not in files
     card = files["README.md"].decode()
     metrics = yaml.safe_load(card.split("---")[1])["model-index"][0]["results"][0]["metrics"]
     assert [(m["type"], m["value"]) for m in metrics] == [("exact_match", 50.0), ("f1", 60.0)]
     assert "| sparsity | 0.8 |" in card and "/somewhere" not in card
+
+
+def test_the_image_a_card_shows_is_published_with_it(hub, tmp_path):
+    out = tmp_path / "model"
+    fast_model().save_pretrained(out)
+    (out / "README.md").write_text(render_card(out, bench=BENCH, plot="plots/bench.png", repo_id="alice/plotted"))
+    with pytest.warns(UserWarning, match="shows plots/bench.png, which is not in the model directory"):
+        push_to_hub(out, "alice/plotted", token=ALICE, tokenizer=tiny_tokenizer())
+    (out / "plots").mkdir()
+    (out / "plots" / "bench.png").write_bytes(b"\x89PNG measured plot")
+    push_to_hub(out, "alice/plotted", token=ALICE, tokenizer=tiny_tokenizer())
+    assert hub.repos["alice/plotted"].files()["plots/bench.png"] == b"\x89PNG measured plot"
