@@ -15,7 +15,9 @@ Supported layout (safetensors, DistilBERT QA key names), per encoder Linear `<L>
     <L>.input_scale         fp32  []              optional static activation scale (all Linears or none)
     <L>.input_zero_point    uint8/int32 []        optional, with input_scale; in [0, 255]
 
-Everything else (embeddings, LayerNorms, qa_outputs) is fp32 under the usual HF names. A
+BERT-family exports use BERT's names instead (`bert.encoder.layer.0.attention.self.query` ...) and are converted
+to the DistilBERT layout as fp32 BERT checkpoints are (conversion.py). Everything else (embeddings, LayerNorms,
+qa_outputs) is fp32 under the usual HF names. A
 `quantization_config` entry in config.json is recorded but not interpreted: the tensors are the truth.
 """
 from __future__ import annotations
@@ -60,7 +62,10 @@ def load_qdq_checkpoint(cls, path, config, kwargs: dict):
     from .modeling_fast_distilbert import FastDistilBertForQuestionAnswering
 
     model = FastDistilBertForQuestionAnswering(config)
-    missing, unexpected = model.load_state_dict(converted, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(converted, strict=False)
+    except RuntimeError as exc:  # shape mismatches against config.json
+        raise CheckpointError(f"QDQ checkpoint {path} does not match its config.json: {exc}") from None
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
         raise CheckpointError(f"QDQ checkpoint {path} does not match the DistilBERT QA layout: missing {missing}, "

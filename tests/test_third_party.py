@@ -172,6 +172,7 @@ def _rewrite(path, key, value):
     ("weight_scale", -torch.ones(32), "positive floating-point scales"),
     ("weight_scale", torch.ones(5), "expected [] (per tensor) or [32]"),
     ("weight_quantized", torch.zeros(32, 32, dtype=torch.float32), "must be a 2-D int8 tensor"),
+    ("weight_quantized", torch.zeros(32, 16, dtype=torch.int8), "does not match its config.json"),
 ])
 def test_qdq_bad_tensors_fail_with_the_reason(tmp_path, key_suffix, value, message):
     tp.write_qdq_int8(tiny_distilbert_qa(seed=7, dim=32, hidden_dim=64, n_heads=4), tmp_path)
