@@ -4,6 +4,7 @@ Covers which files go up, idempotent repo creation, private/public, the missing-
 different model without overwrite, and loading back (in process, and with trust_remote_code in a fresh process)
 with identical logits.
 """
+import ast
 import json
 import os
 import subprocess
@@ -248,3 +249,22 @@ def test_the_image_a_card_shows_is_published_with_it(hub, tmp_path):
     (out / "plots" / "bench.png").write_bytes(b"\x89PNG measured plot")
     push_to_hub(out, "alice/plotted", token=ALICE, tokenizer=tiny_tokenizer())
     assert hub.repos["alice/plotted"].files()["plots/bench.png"] == b"\x89PNG measured plot"
+
+
+def test_the_cards_usage_snippet_works_against_the_hub(hub, tmp_path):
+    """What the card tells users to run: `import fastdistilbert` + pipeline("question-answering", model=repo_id)."""
+    fast_model().push_to_hub("alice/tiny-qa", token=ALICE, tokenizer=tiny_tokenizer())
+    script = """
+import fastdistilbert
+from transformers import pipeline
+qa = pipeline("question-answering", model="alice/tiny-qa")
+answer = qa(question="w1 w2", context="w3 w4 w5 w6 w7")
+print(type(qa.model).__name__, repr(answer["answer"]))
+"""
+    env = {**os.environ, "HF_HOME": str(tmp_path / "fresh-home")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    model_class, answer = done.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert model_class == "FastDistilBertForQuestionAnswering"
+    text = ast.literal_eval(answer)
+    assert text and text in "w3 w4 w5 w6 w7"  # a span of the context
