@@ -8,7 +8,6 @@
 #include "dispatch.h"
 #include "gemm_ops.h"
 #include "layer_norm_fm.h"
-#include "layer_norm.h"
 
 namespace fastdistilbert {
 namespace {
@@ -75,7 +74,6 @@ TORCH_LIBRARY(fastdistilbert, m) {
   m.def("set_output_sentinel(int byte) -> ()", &fastdistilbert::set_output_sentinel);
   m.def("peak_probe(int iterations, str isa=\"\") -> int", &fastdistilbert::peak_probe);
   m.def("layer_norm_fm(Tensor x, Tensor gamma, Tensor beta, float eps) -> Tensor");
-  m.def("layer_norm_fm(Tensor x, Tensor weight, Tensor bias, float eps) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
@@ -84,5 +82,4 @@ TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
   m.impl("quantize_per_token", &fastdistilbert::quantize_per_token);
   m.impl("quantized_linear_accumulators", &fastdistilbert::quantized_linear_accumulators);
   m.impl("layer_norm_fm", &fastdistilbert::layer_norm_fm);
-  m.impl("layer_norm_fm", &fastdistilbert::layer_norm_feature_major);
 }

@@ -90,14 +90,11 @@ def weights_version(model) -> tuple:
     return tuple(key)
 
 
-@torch.library.register_fake("fastdistilbert::layer_norm_fm")
-def _layer_norm_fm_fake(x, weight, bias, eps):
-    return torch.empty_like(x)
-
-
 def layer_norm_feature_major(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
     """LayerNorm over the feature dimension (dim 0) of `[features, tokens]` (one fused pass per token tile)."""
-    return torch.ops.fastdistilbert.layer_norm_fm(x, norm.weight.detach(), norm.bias.detach(), norm.eps)
+    from . import ops
+
+    return ops.layer_norm_fm(x, norm.weight.detach(), norm.bias.detach(), norm.eps)
 
 
 def packed_tokens(attention_mask: torch.Tensor):

@@ -137,27 +137,3 @@ def test_real_encoder_int8_sparse_fidelity(minilm_qa, xquad_batch):
     print(f"INT8 80% 4x1 sparse vs fp32 on the same pruned weights: cosine {cos:.5f}, argmax agreement {agree}")
     assert cos >= 0.99
 
-
-@pytest.mark.parametrize("features,tokens", [(1, 1), (7, 65), (768, 130)])
-def test_feature_major_layer_norm_matches_torch(features, tokens):
-    from fastdistilbert.runtime import layer_norm_feature_major
-
-    g = torch.Generator().manual_seed(features)
-    x = torch.randn(features, tokens, generator=g) * 3 + 1
-    norm = torch.nn.LayerNorm(features, eps=1e-12)
-    with torch.no_grad():
-        norm.weight.copy_(torch.randn(features, generator=g))
-        norm.bias.copy_(torch.randn(features, generator=g))
-    expected = norm(x.t()).t()
-    assert torch.allclose(layer_norm_feature_major(x, norm), expected, atol=2e-5, rtol=1e-5)
-    torch.library.opcheck(torch.ops.fastdistilbert.layer_norm_fm.default, (x, norm.weight.detach(), norm.bias.detach(), 1e-12))
-
-
-def test_feature_major_layer_norm_rejects_bad_input():
-    w = torch.ones(4)
-    with pytest.raises(RuntimeError, match="must be float32"):
-        torch.ops.fastdistilbert.layer_norm_fm(torch.ones(4, 3, dtype=torch.float64), w, w, 1e-5)
-    with pytest.raises(RuntimeError, match="must be contiguous"):
-        torch.ops.fastdistilbert.layer_norm_fm(torch.ones(3, 4).t(), w, w, 1e-5)
-    with pytest.raises(RuntimeError, match=r"weight and bias must be contiguous float32 \[4\]"):
-        torch.ops.fastdistilbert.layer_norm_fm(torch.ones(4, 3), torch.ones(5), w, 1e-5)
