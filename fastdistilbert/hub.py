@@ -30,7 +30,7 @@ CARD = "README.md"
 
 
 def push_to_hub(model, repo_id: str, *, tokenizer=None, card: str | None = None, private: bool | None = None,
-                token: str | None = None, overwrite: bool = False, commit_message: str | None = None,
+                token: str | bool | None = None, overwrite: bool = False, commit_message: str | None = None,
                 max_shard_size: int | str | None = None, tags: list[str] | None = None, endpoint: str | None = None,
                 **unsupported) -> str:
     """Uploads a Fast model (a `FastDistilBert*` instance or a saved checkpoint directory) to `repo_id`.
@@ -44,7 +44,7 @@ def push_to_hub(model, repo_id: str, *, tokenizer=None, card: str | None = None,
                         "to the main branch); upload with huggingface_hub.HfApi.upload_folder for that")
     from huggingface_hub import HfApi, get_token
 
-    token = token or get_token()
+    token = get_token() if token in (None, True) else token  # token=True: the saved login, as in transformers
     if not token:
         raise UserError("pushing to the Hub needs a token with write access: run `hf auth login`, set HF_TOKEN, "
                         "or pass token=")

@@ -143,6 +143,8 @@ def test_private_repo_is_private_and_visibility_is_never_flipped(hub, tmp_path):
 def test_push_without_a_token_is_a_clear_error_before_any_request(hub):
     with pytest.raises(fd.UserError, match="needs a token with write access: run `hf auth login`, set HF_TOKEN"):
         fast_model().push_to_hub("alice/tiny-qa")
+    with pytest.raises(fd.UserError, match="needs a token"):
+        fast_model().push_to_hub("alice/tiny-qa", token=True)  # "use the saved login", and there is none
     assert hub.requests == []
 
 
