@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -150,6 +151,7 @@ def main(argv=None) -> None:
     shapes, tokens, budget = (SHAPES[:2], [16, 128, 384], 0.3) if args.quick else (SHAPES, TOKENS, 0.6)
 
     env = environment(args.threads)
+    env["loadavg_start"] = os.getloadavg()  # other processes on the machine skew absolute numbers
     isa_peaks = {isa: peak_probe(isa) for isa in isas}
     peak_isa = "avx512vnni" if "avx512vnni" in isa_peaks else max(isa_peaks, key=isa_peaks.get)
     base = {"threads": args.threads, "cpu": env["cpu"], "versions": env["versions"], "isa_peaks": isa_peaks,
@@ -170,6 +172,7 @@ def main(argv=None) -> None:
             bench_torch(records, out_f, in_f, t, budget, base)
         else:
             bench_ours(records, isa, out_f, in_f, t, density, pattern, budget, base)
+    env["loadavg_end"] = os.getloadavg()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"environment": env, "isa_peaks": isa_peaks, "records": records}, indent=1))
     print("\n".join(summarize(records)))

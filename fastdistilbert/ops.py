@@ -19,9 +19,10 @@ import torch
 from . import reference_ops as R
 from ._extension import EXTENSION_AVAILABLE, warn_if_unavailable
 
-# Largest block density at which each sparse kernel beats our dense kernel (avx512vnni, 2 threads,
-# tokens 128-3072, shapes 768x768 .. 3072x768), read off `benchmarks/bench_kernels.py`; see
-# benchmarks/README.md.
+# Largest block density at which each sparse kernel beats our dense kernel, from
+# `benchmarks/bench_kernels.py` (avx512vnni, tokens >= 128, DistilBERT shapes): a sparse kernel at
+# block density d takes about d * c times dense's time (c = its cost per stored block relative to
+# dense, measured at d = 0.2 and 0.1), so it wins below d = 1 / c.
 SPARSE_CROSSOVER = {"1x4": 0.6, "4x1": 0.6}
 
 
@@ -130,6 +131,14 @@ def quantized_linear_accumulators(x_q: torch.Tensor, packed: torch.Tensor, isa: 
         x_q, packed, _out_features(packed, out_features, None), isa)
 
 
+def layer_norm_fm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """LayerNorm of feature-major fp32 `x [K, T]` over its K features, `gamma` / `beta` `[K]`
+    (== torch's layer_norm on `x.t()`, up to summation order)."""
+    if not warn_if_unavailable():
+        return R.layer_norm_fm(x, gamma, beta, eps)
+    return torch.ops.fastdistilbert.layer_norm_fm(x, gamma, beta, eps)
+
+
 def last_isa() -> str:
     """The kernel variant that executed the most recent GEMM in this process ("" before any)."""
     return str(torch.ops.fastdistilbert.last_isa()) if EXTENSION_AVAILABLE else "torch-reference"
@@ -158,6 +167,10 @@ if EXTENSION_AVAILABLE:
     def _(x):
         return (x.new_empty(x.shape, dtype=torch.uint8), x.new_empty((x.shape[1],), dtype=torch.float32),
                 x.new_empty((x.shape[1],), dtype=torch.int32))
+
+    @torch.library.register_fake("fastdistilbert::layer_norm_fm")
+    def _(x, gamma, beta, eps):
+        return torch.empty_like(x)
 
     @torch.library.register_fake("fastdistilbert::quantized_linear_accumulators")
     def _(x_q, packed, out_features, isa=""):

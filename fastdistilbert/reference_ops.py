@@ -309,3 +309,8 @@ def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
 def dynamic_quantized_linear(x, packed, *, gelu=False, residual=None):
     x_q, scale, zero_point = quantize_per_token(x)
     return quantized_linear(x_q, scale, zero_point, packed, gelu=gelu, residual=residual)
+
+
+def layer_norm_fm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float) -> torch.Tensor:
+    """LayerNorm of feature-major `x [K, T]` over its K features (each token normalized on its own)."""
+    return torch.nn.functional.layer_norm(x.t(), (x.shape[0],), gamma, beta, eps).t().contiguous()
