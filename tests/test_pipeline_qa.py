@@ -302,3 +302,20 @@ def test_bert_model_gets_token_type_ids_and_the_hand_computed_answer(tokenizer):
     score, start, end = best
     assert (out["start"], out["end"]) == (offsets[start][0], offsets[end][1])
     assert out["score"] == pytest.approx(score, rel=1e-5)
+
+
+def test_pipeline_from_a_saved_fast_checkpoint(tmp_path, tokenizer):
+    from fastdistilbert import FastDistilBertForQuestionAnswering
+    from fastdistilbert.testing import tiny_distilbert_qa
+
+    register_pipelines()
+    hf_model = tiny_distilbert_qa(vocab_size=30522, max_position_embeddings=128)
+    FastDistilBertForQuestionAnswering.from_hf(hf_model).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    pipe = pipeline("question-answering", model=str(tmp_path))
+    assert isinstance(pipe.model, FastDistilBertForQuestionAnswering)
+    context = "My name is Wolfgang and I live in Berlin."
+    expected = pipeline("question-answering", model=hf_model, tokenizer=tokenizer)(question="Where?", context=context, top_k=3)
+    got = pipe(question="Where?", context=context, top_k=3)
+    assert [(a["answer"], a["start"], a["end"]) for a in got] == [(a["answer"], a["start"], a["end"]) for a in expected]
+    assert [a["score"] for a in got] == pytest.approx([a["score"] for a in expected], abs=1e-4)
