@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertForQuestionAnswering
 
 import fastdistilbert as fd
+from fastdistilbert.model_card import render_card
 from fastdistilbert.ops_available import kernels_available
 from fastdistilbert.testing import tiny_distilbert_qa
 
@@ -122,6 +123,8 @@ def test_intel_style_int8_qdq_export_loads_exactly(tmp_path, minilm_batch):
     model.save_pretrained(resaved)
     reloaded = fd.FastDistilBertForQuestionAnswering.from_pretrained(resaved).eval()
     assert torch.equal(_start_end(reloaded, minilm_batch), _start_end(model, minilm_batch))
+    card = render_card(resaved)
+    assert "Imported from a third-party QDQ INT8 export." in card and "block-sparse-4x1" in card
 
 
 def test_bert_qdq_export_converts_to_the_distilbert_layout(tmp_path):
