@@ -270,3 +270,15 @@ print(type(qa.model).__name__, repr(answer["answer"]))
     assert model_class == "FastDistilBertForQuestionAnswering"
     text = ast.literal_eval(answer)
     assert text and text in "w3 w4 w5 w6 w7"  # a span of the context
+
+
+def test_an_earlier_push_stays_loadable_by_its_commit(hub, tmp_path):
+    first, second = fast_model(seed=2), fast_model(seed=3)
+    url = first.push_to_hub("alice/tiny-qa", token=ALICE, tokenizer=tiny_tokenizer())
+    second.push_to_hub("alice/tiny-qa", token=ALICE, overwrite=True)
+    commit = url.rsplit("/", 1)[1]
+    pinned = fd.FastDistilBertForQuestionAnswering.from_pretrained("alice/tiny-qa", revision=commit,
+                                                                   cache_dir=tmp_path / "cache")
+    latest = fd.FastDistilBertForQuestionAnswering.from_pretrained("alice/tiny-qa", cache_dir=tmp_path / "cache")
+    assert torch.equal(logits(pinned.eval()), logits(first))
+    assert torch.equal(logits(latest.eval()), logits(second))
