@@ -78,5 +78,7 @@ def test_quantized_model_reports_int8_linears_and_stays_close_to_fp32():
     ids, mask = _batch(hf.config.vocab_size, 2, 16)
     with torch.no_grad():
         a, b = hf(input_ids=ids, attention_mask=mask), q(input_ids=ids, attention_mask=mask)
-    assert not torch.equal(a.start_logits, b.start_logits)  # really quantized
-    assert torch.allclose(a.start_logits, b.start_logits, atol=0.05)
+    # Only real tokens: the INT8 fast path never computes padding (runtime.py returns zero hidden states there).
+    valid = mask.bool()
+    assert not torch.equal(a.start_logits[valid], b.start_logits[valid])  # really quantized
+    assert torch.allclose(a.start_logits[valid], b.start_logits[valid], atol=0.05)
