@@ -29,6 +29,17 @@ at::Tensor new_output(int64_t N, int64_t T, at::ScalarType dtype) {
 // Largest K whose accumulators cannot overflow int32: K * 255 * 127 < 2^31.
 constexpr int64_t kMaxK = 66000;
 
+// nearbyint (round half to even) for |v| < 2^22, as two vectorizable adds: the shared code is built
+// for baseline x86-64, where nearbyintf is a library call per element. Quantization arguments are
+// bounded by 255.5 in magnitude (x / scale with scale = range / 255), far inside the exact range.
+inline float round_half_even(float v) {
+  constexpr float kMagic = 0x1.8p23f;
+  return (v + kMagic) - kMagic;
+}
+
+// Clamp to [0, 255] with comparisons (std::fmin/fmax do not vectorize without -ffast-math).
+inline float clamp_code(float v) { return v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v); }
+
 const KernelTable& table_for(const std::string& isa) { return isa.empty() ? active_kernels() : kernels_for(isa); }
 
 void check_activations(const at::Tensor& x, const GemmParams& p, const char* op) {
@@ -200,19 +211,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token(const at::Tens
     for (int64_t k = 1; k < K; ++k)
       for (int64_t t = t0; t < t1; ++t) {
         const float v = xs[k * T + t];
-        lo[t - t0] = std::min(lo[t - t0], v);
-        hi[t - t0] = std::max(hi[t - t0], v);
+        lo[t - t0] = v < lo[t - t0] ? v : lo[t - t0];
+        hi[t - t0] = v > hi[t - t0] ? v : hi[t - t0];
       }
     for (int64_t t = t0; t < t1; ++t) {
       const float l = std::min(lo[t - t0], 0.0f), h = std::max(hi[t - t0], 0.0f);
       const float s = h > l ? (h - l) / 255.0f : 1.0f;
       sd[t] = s;
-      zd[t] = int32_t(std::fmin(std::fmax(std::nearbyint(-l / s), 0.0f), 255.0f));
+      zd[t] = int32_t(clamp_code(round_half_even(-l / s)));
     }
     for (int64_t k = 0; k < K; ++k)
       for (int64_t t = t0; t < t1; ++t) {
-        const float v = std::nearbyint(xs[k * T + t] / sd[t]) + float(zd[t]);
-        qd[k * T + t] = uint8_t(int32_t(std::fmin(std::fmax(v, 0.0f), 255.0f)));
+        const float v = round_half_even(xs[k * T + t] / sd[t]) + float(zd[t]);
+        qd[k * T + t] = uint8_t(int32_t(clamp_code(v)));
       }
   });
   return {q, scale, zp};
