@@ -3,6 +3,10 @@
 Runs on the INT8 fast path, the INT8 torch-reference path and the fp32 path where they differ.
 (tests/test_bad_input.py holds the earlier cases: position limit via input_ids, float ids, out-of-vocabulary ids,
 mask shape.)"""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -141,3 +145,18 @@ def test_mixed_length_batch_equals_per_sequence_runs(any_path, left_padding):
             if not left_padding:  # right-padded: also equal to the unpadded sequence
                 unpadded = any_path(input_ids=batch_ids[row:row + 1, :n])
                 assert torch.allclose(batched.start_logits[row, :n], unpadded.start_logits[0], atol=1e-5, rtol=0)
+
+
+def test_forcing_an_isa_the_cpu_lacks_fails_the_forward_clearly():
+    """A model forward with FASTDISTILBERT_FORCE_ISA naming a variant this CPU cannot run: a clear error, never
+    SIGILL (in a child process, so a crash fails the test instead of the run)."""
+    missing = [isa for isa in fd.compiled_isas() if isa not in fd.available_isas()]
+    if not missing:
+        pytest.skip("this CPU runs every compiled variant")
+    code = ("import torch, fastdistilbert as fd\nfrom fastdistilbert.testing import tiny_distilbert_qa\n"
+            "m = fd.convert_to_fast(tiny_distilbert_qa(), quantize=True).eval()\n"
+            "m(input_ids=torch.ones(1, 5, dtype=torch.long))\n")
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "FASTDISTILBERT_FORCE_ISA": missing[0]},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, f"exit {result.returncode} (negative = killed by a signal): {result.stderr[-500:]}"
+    assert f"ISA '{missing[0]}' is not supported by this CPU" in result.stderr
