@@ -1,6 +1,7 @@
 """Concurrency: one INT8 model shared by many Python threads gives bit-identical results to serial calls
 (including a first forward that builds the packed kernels concurrently), and `torch.set_num_threads` changed
 between calls is honoured without changing any result, at model and op level."""
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -120,3 +121,29 @@ def test_threads_calling_ops_concurrently_on_shared_packed_weights():
     with ThreadPoolExecutor(THREADS) as pool:
         concurrent = list(pool.map(lambda x: ops.dynamic_quantized_linear(x, packed, gelu=True), xs))
     assert all(torch.equal(a, b) for a, b in zip(concurrent, serial, strict=True))
+
+
+def test_switching_the_isa_from_another_thread_changes_no_result(model):
+    """The active variant is process-wide state (an atomic pointer): flipping it between every available ISA
+    while other threads run forwards is safe, and since every variant is bit-exact the outputs do not change."""
+    inputs = batches(THREADS * CALLS_PER_THREAD)
+    serial = [run(model, x) for x in inputs]
+    stop = threading.Event()
+
+    def flip():
+        i = 0
+        while not stop.is_set():
+            fd.set_isa(AVAILABLE_ISAS[i % len(AVAILABLE_ISAS)])
+            i += 1
+        return i
+
+    try:
+        with ThreadPoolExecutor(THREADS + 1) as pool:
+            flips = pool.submit(flip)
+            concurrent = list(pool.map(lambda x: run(model, x), inputs))
+            stop.set()
+            assert flips.result() > len(AVAILABLE_ISAS)  # the ISA really changed during the run
+    finally:
+        stop.set()
+        fd.set_isa("auto")
+    assert_identical(concurrent, serial)
