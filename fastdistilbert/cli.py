@@ -11,7 +11,7 @@ import sys
 
 from .errors import UserError
 
-COMMANDS = ("info", "demo", "eval", "convert", "card", "push", "recipe")
+COMMANDS = ("info", "demo", "eval", "convert", "bench", "card", "push", "recipe")
 
 
 def build_parser() -> argparse.ArgumentParser:

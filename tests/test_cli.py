@@ -22,7 +22,7 @@ def test_info_reports_cpu_features_and_isas(capsys):
 
 def test_console_script_help_for_every_command():
     exe = [sys.executable, "-m", "fastdistilbert.cli"]
-    for command in ("info", "demo", "eval", "convert"):
+    for command in ("info", "demo", "eval", "convert", "bench", "recipe"):
         result = subprocess.run(exe + [command, "--help"], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and "usage: fastdistilbert " + command in result.stdout
 
@@ -65,3 +65,15 @@ def test_demo_runs_on_embedded_questions(capsys):
     assert main(["demo", "--limit", "3", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "same answer as HF fp32:" in out and "speed-up" in out and "questions: 3" in out
+
+
+def test_bench_writes_records_with_the_required_fields(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--json", str(out), "--runtimes", "fastdistilbert,pytorch-fp32", "--variants", "int8-dense",
+                 "--points", "16x1", "--budget", "0.05", "--throughput-batches", "0"]) == 0
+    result = json.loads(out.read_text())
+    runtimes = {r["runtime"] for r in result["records"]}
+    assert runtimes == {"fastdistilbert", "pytorch-fp32"}
+    for record in result["records"]:
+        assert {"runtime", "variant", "seq", "batch", "seq_per_s", "p50_ms", "p90_ms", "cpu", "isa", "threads"} <= set(record)
+    assert main(["bench", "--json", str(out), "--points", "16x1"]) == 2  # never overwrites a result

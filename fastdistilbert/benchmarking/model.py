@@ -1,7 +1,8 @@
 """End-to-end QA model benchmark: fastdistilbert (INT8 dense, INT8 80% block-sparse (4,1) and (1,4)) against
 HF PyTorch fp32, PyTorch dynamic INT8, ONNX Runtime INT8 and OpenVINO INT8 on the same weights.
 
-    python benchmarks/bench_model.py --json bench-results/model.json --plot bench-results/model.png
+    fastdistilbert bench --json bench-results/model.json --plot bench-results/model.png
+    (or: python benchmarks/bench_model.py ...)
 
 The model is DistilBERT-base shaped (6 layers, dim 768, 12 heads, FFN 3072, vocab 30522) with seeded random
 weights; the sparse variants are made by one-shot block-magnitude pruning of its encoder Linears (speed does not
@@ -26,10 +27,10 @@ from tqdm.auto import tqdm
 from transformers import DistilBertConfig, DistilBertForQuestionAnswering
 
 import fastdistilbert as fd
-from fastdistilbert.testing import prune_encoder_blocks
 
-from bench_env import environment, summarize, time_calls
-from model_peers import PEERS, PeerUnavailable
+from ..testing import prune_encoder_blocks
+from .env import environment, summarize, time_calls
+from .peers import PEERS, PeerUnavailable
 
 DEFAULT_POINTS = "128x1,128x8,128x32,384x1,384x8"
 DEFAULT_BOUNDS = "128:100,384:400"
@@ -158,8 +159,7 @@ def plot(records: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, required=True, help="write records + summary here")
     p.add_argument("--plot", type=Path, help="throughput vs p90 latency plot (PNG)")
     p.add_argument("--threads", type=int, default=2)
@@ -171,7 +171,19 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=3.0, help="seconds of timed calls per point (default 3)")
     p.add_argument("--throughput-batches", type=int, default=24,
                    help="batches (seq 128 x 8) streamed in the throughput-mode comparison; 0 skips it (default 24)")
-    args = p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+def run(args) -> int:
+    from ..errors import UserError
+
+    if args.json.exists():
+        raise UserError(f"{args.json} exists; choose another --json path (results are never overwritten)")
 
     torch.set_num_threads(args.threads)
     env = environment(args.threads)
@@ -222,6 +234,3 @@ def main(argv=None) -> int:
         print(f"plot: {args.plot}")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

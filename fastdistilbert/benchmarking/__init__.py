@@ -1,0 +1,1 @@
+"""Benchmarks shipped with the package (`fastdistilbert bench`); scripts in benchmarks/ wrap them."""
