@@ -179,6 +179,9 @@ at::Tensor quantized_linear(const at::Tensor& x_q, const at::Tensor& x_scale, co
   const bool s8 = x_q.scalar_type() == at::kChar;
   const int64_t T = prep.p.T;
   prep.x_scale = per_token<float>(x_scale, T, prep.p.Tp, 1.0f, at::kFloat, "x_scale", op);
+  // A NaN, zero or negative scale would silently give NaN, zero or sign-flipped outputs.
+  TORCH_CHECK(at::isfinite(x_scale).all().item<bool>() && (x_scale > 0).all().item<bool>(), op,
+              ": x_scale must be finite and positive");
   prep.x_zp = per_token<int32_t>(x_zero_point, T, prep.p.Tp, 0, at::kInt, "x_zero_point", op);
   if (s8) {
     // s8 codes are shifted to u8 by +128 (exact), which moves the zero point from 0 to 128.
@@ -208,12 +211,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token(const at::Tens
   // Same fp32 steps as fastdistilbert.quantization.dynamic_activation_params / quantize_activation.
   at::parallel_for(0, T, 64, [&](int64_t t0, int64_t t1) {
     std::vector<float> lo(xs + t0, xs + t1), hi(xs + t0, xs + t1);
-    for (int64_t k = 1; k < K; ++k)
+    float poison = 0.0f;  // v - v is 0 for finite v and NaN for NaN or Inf: one branch-free check per element
+    for (int64_t k = 0; k < K; ++k)
       for (int64_t t = t0; t < t1; ++t) {
         const float v = xs[k * T + t];
         lo[t - t0] = v < lo[t - t0] ? v : lo[t - t0];
         hi[t - t0] = v > hi[t - t0] ? v : hi[t - t0];
+        poison += v - v;
       }
+    TORCH_CHECK(poison == 0.0f, "quantize_per_token: x contains NaN or Inf in tokens ", t0, "..", t1 - 1,
+                "; activations must be finite");
     for (int64_t t = t0; t < t1; ++t) {
       const float l = std::min(lo[t - t0], 0.0f), h = std::max(hi[t - t0], 0.0f);
       const float s = h > l ? (h - l) / 255.0f : 1.0f;

@@ -68,6 +68,8 @@ def _check_weight(weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: torc
     n = weight_q.shape[0]
     if weight_scale.dtype != torch.float32 or tuple(weight_scale.shape) != (n,):
         raise ValueError(f"pack_weight: weight_scale must be float32 [{n}], got {weight_scale.dtype} {tuple(weight_scale.shape)}")
+    if not bool((torch.isfinite(weight_scale) & (weight_scale > 0)).all()):
+        raise ValueError("pack_weight: weight_scale must be finite and positive in every channel")
     if bias is not None and (bias.dtype != torch.float32 or tuple(bias.shape) != (n,)):
         raise ValueError(f"pack_weight: bias must be float32 [{n}] or None, got {bias.dtype} {tuple(bias.shape)}")
 
