@@ -10,12 +10,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import quantization as Q
-from .conversion import ENCODER_LINEARS, quantize_model
+from .conversion import encoder_linear_names, quantize_model
 from .modules import QuantizedLinear
-
-
-def _encoder_linear_names(model) -> list[str]:
-    return [f"distilbert.transformer.layer.{i}.{s}" for i in range(model.config.n_layers) for s in ENCODER_LINEARS]
 
 
 @torch.no_grad()
@@ -31,7 +27,7 @@ def observe_input_ranges(model, dataloader, max_batches: int | None = None) -> d
             ranges[name] = [lo, hi] if old is None else [min(old[0], lo), max(old[1], hi)]
         return hook
 
-    handles = [model.get_submodule(n).register_forward_pre_hook(observer(n)) for n in _encoder_linear_names(model)]
+    handles = [model.get_submodule(n).register_forward_pre_hook(observer(n)) for n in encoder_linear_names(model.config)]
     encoder = model.distilbert
     previous = encoder.use_int8_kernels
     encoder.use_int8_kernels = False  # the packed kernels never call the modules the hooks sit on

@@ -121,6 +121,11 @@ def fast_from_distilbert(model: DistilBertForQuestionAnswering):
     return fast.train(model.training)
 
 
+def encoder_linear_names(config) -> list[str]:
+    """Module names (in a QA model) of every encoder Linear that runs as an INT8 GEMM."""
+    return [f"distilbert.transformer.layer.{i}.{suffix}" for i in range(config.n_layers) for suffix in ENCODER_LINEARS]
+
+
 def quantize_model(model, activation_params: dict[str, tuple[float, int]] | None = None):
     """Swaps the encoder Linear layers of an fp32 Fast model for INT8 QuantizedLinear modules, in place.
 
@@ -130,7 +135,7 @@ def quantize_model(model, activation_params: dict[str, tuple[float, int]] | None
     if model.config.is_quantized:
         raise ValueError("model is already quantized")
     static = activation_params is not None
-    names = [f"distilbert.transformer.layer.{i}.{suffix}" for i in range(model.config.n_layers) for suffix in ENCODER_LINEARS]
+    names = encoder_linear_names(model.config)
     if static:
         unknown = sorted(set(activation_params) - set(names))
         absent = [n for n in names if n not in activation_params]

@@ -38,7 +38,7 @@ class LinearKernel:
 
         if self.input_scale is None:
             return ops.dynamic_quantized_linear(x, self.packed, gelu=gelu, residual=residual)
-        x_q = Q.quantize_activation(x.t(), self.input_scale, self.input_zero_point).t().contiguous()
+        x_q = Q.quantize_activation(x, self.input_scale, self.input_zero_point)  # per-tensor: layout-free
         return ops.quantized_linear(x_q, self.input_scale.reshape(1), self.input_zero_point.reshape(1), self.packed,
                                     gelu=gelu, residual=residual)
 

@@ -137,3 +137,15 @@ def test_real_encoder_int8_sparse_fidelity(minilm_qa, xquad_batch):
     print(f"INT8 80% 4x1 sparse vs fp32 on the same pruned weights: cosine {cos:.5f}, argmax agreement {agree}")
     assert cos >= 0.99
 
+
+
+def test_static_activation_fast_path_matches_reference_path():
+    from fastdistilbert.calibration import calibrate
+
+    hf = tiny_distilbert_qa(seed=8, dim=64, n_heads=4, hidden_dim=128)
+    g = torch.Generator().manual_seed(2)
+    batches = [{"input_ids": torch.randint(0, 97, (4, 16), generator=g)} for _ in range(2)]
+    model = calibrate(fd.convert_to_fast(hf, quantize=True).eval(), batches)
+    assert {r["activations"] for r in model.kernel_report()} == {"static"}
+    fast, ref = _both_paths(model, **batches[0])
+    assert (fast.start_logits - ref.start_logits).abs().max() < 2e-3

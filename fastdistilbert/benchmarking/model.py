@@ -30,7 +30,7 @@ import fastdistilbert as fd
 
 from ..testing import prune_encoder_blocks
 from .env import environment, summarize, time_calls
-from .peers import PEERS, PeerUnavailable
+from .peers import PEERS, PeerUnavailable, torch_runner
 
 DEFAULT_POINTS = "128x1,128x8,128x32,384x1,384x8"
 DEFAULT_BOUNDS = "128:100,384:400"
@@ -55,11 +55,7 @@ def our_variants(hf: DistilBertForQuestionAnswering, sparsity: float, names: lis
         model = fd.convert_to_fast(build(), quantize=True).eval()
         model.prepare_kernels()
         formats = sorted({r["format"] for r in model.kernel_report()})
-
-        def run(ids, mask, model=model):
-            with torch.inference_mode():
-                return model(input_ids=ids, attention_mask=mask).start_logits
-        variants[name] = (run, formats)
+        variants[name] = (torch_runner(model), formats)
     return variants
 
 

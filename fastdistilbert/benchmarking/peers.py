@@ -16,22 +16,21 @@ class PeerUnavailable(RuntimeError):
     pass
 
 
-def torch_fp32(hf_model, workdir: Path, threads: int):
-    model = hf_model.eval()
-
+def torch_runner(model):
+    """callable(ids, mask) -> start logits of a torch QA model, without autograd."""
     def run(ids, mask):
         with torch.inference_mode():
             return model(input_ids=ids, attention_mask=mask).start_logits
     return run
+
+
+def torch_fp32(hf_model, workdir: Path, threads: int):
+    return torch_runner(hf_model.eval())
 
 
 def torch_dynamic_int8(hf_model, workdir: Path, threads: int):
-    model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(hf_model).eval(), {torch.nn.Linear}, dtype=torch.qint8)
-
-    def run(ids, mask):
-        with torch.inference_mode():
-            return model(input_ids=ids, attention_mask=mask).start_logits
-    return run
+    return torch_runner(torch.ao.quantization.quantize_dynamic(copy.deepcopy(hf_model).eval(), {torch.nn.Linear},
+                                                               dtype=torch.qint8))
 
 
 def export_onnx(hf_model, path: Path) -> Path:

@@ -82,7 +82,8 @@ def run(args) -> int:
     hf_metrics = squad_metrics({e["id"]: a["answer"] for e, a in zip(examples, hf_answers)}, examples)
     ms_ours, ms_hf = 1000 * statistics.median(our_s), 1000 * statistics.median(hf_s)
     print(f"\nmodel: {description}")
-    print(f"kernels: {model.kernel_report()[0]['isa']} ({', '.join(sorted({r['format'] for r in model.kernel_report()}))}), "
+    report = model.kernel_report()
+    print(f"kernels: {report[0]['isa']} ({', '.join(sorted({r['format'] for r in report}))}), "
           f"{torch.get_num_threads()} threads")
     print(f"questions: {len(examples)}   same answer as HF fp32: {sum(same)}/{len(same)} ({100 * sum(same) / len(same):.1f}%)")
     print(f"SQuAD EM/F1  fastdistilbert {ours_metrics['exact_match']:.1f}/{ours_metrics['f1']:.1f}   "
