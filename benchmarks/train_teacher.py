@@ -2,6 +2,7 @@
 converted to DistilBERT layout, with a QA head, trained on squad-v1.1-train-head.json (never on xquad).
 
     python benchmarks/train_teacher.py --output runs/teacher [--epochs 2]
+    python benchmarks/train_teacher.py --init runs/teacher --output runs/teacher3 --epochs 2 --lr 5e-5   # go on training
 
 Writes an HF DistilBertForQuestionAnswering checkpoint + tokenizer + `train_args.json` (the budget used).
 """
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers import AutoTokenizer, DataCollatorWithPadding, DistilBertForQuestionAnswering, Trainer, TrainingArguments
 
 from fastdistilbert.squad import load_squad
 from fastdistilbert.squad_features import QAFeatureDataset, prepare_train_features
@@ -27,6 +28,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", required=True)
     p.add_argument("--train", default=str(DEFAULT_TRAIN))
+    p.add_argument("--init", help="continue from this DistilBertForQuestionAnswering checkpoint instead of the "
+                   "pretrained encoder with a fresh head")
     p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=32)
@@ -37,6 +40,11 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     model, tokenizer = minilm_qa_model(seed=args.seed)
+    if args.init:
+        if Path(args.init).resolve() == Path(args.output).resolve():
+            raise SystemExit("--init and --output must differ: the starting checkpoint is never overwritten")
+        model = DistilBertForQuestionAnswering.from_pretrained(args.init)
+        tokenizer = AutoTokenizer.from_pretrained(args.init)
     features = prepare_train_features(load_squad(args.train), tokenizer, args.max_length, args.doc_stride)
     total_steps = int(math.ceil(len(features) / args.batch_size) * args.epochs)
     training_args = TrainingArguments(

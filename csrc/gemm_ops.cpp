@@ -29,17 +29,6 @@ at::Tensor new_output(int64_t N, int64_t T, at::ScalarType dtype) {
 // Largest K whose accumulators cannot overflow int32: K * 255 * 127 < 2^31.
 constexpr int64_t kMaxK = 66000;
 
-// nearbyint (round half to even) for |v| < 2^22, as two vectorizable adds: the shared code is built
-// for baseline x86-64, where nearbyintf is a library call per element. Quantization arguments are
-// bounded by 255.5 in magnitude (x / scale with scale = range / 255), far inside the exact range.
-inline float round_half_even(float v) {
-  constexpr float kMagic = 0x1.8p23f;
-  return (v + kMagic) - kMagic;
-}
-
-// Clamp to [0, 255] with comparisons (std::fmin/fmax do not vectorize without -ffast-math).
-inline float clamp_code(float v) { return v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v); }
-
 const KernelTable& table_for(const std::string& isa) { return isa.empty() ? active_kernels() : kernels_for(isa); }
 
 void check_activations(const at::Tensor& x, const GemmParams& p, const char* op) {
@@ -208,31 +197,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token(const at::Tens
   uint8_t* qd = q.data_ptr<uint8_t>();
   float* sd = scale.data_ptr<float>();
   int32_t* zd = zp.data_ptr<int32_t>();
-  // Same fp32 steps as fastdistilbert.quantization.dynamic_activation_params / quantize_activation.
-  at::parallel_for(0, T, 64, [&](int64_t t0, int64_t t1) {
-    std::vector<float> lo(xs + t0, xs + t1), hi(xs + t0, xs + t1);
-    float poison = 0.0f;  // v - v is 0 for finite v and NaN for NaN or Inf: one branch-free check per element
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t t = t0; t < t1; ++t) {
-        const float v = xs[k * T + t];
-        lo[t - t0] = v < lo[t - t0] ? v : lo[t - t0];
-        hi[t - t0] = v > hi[t - t0] ? v : hi[t - t0];
-        poison += v - v;
-      }
-    TORCH_CHECK(poison == 0.0f, "quantize_per_token: x contains NaN or Inf in tokens ", t0, "..", t1 - 1,
-                "; activations must be finite");
-    for (int64_t t = t0; t < t1; ++t) {
-      const float l = std::min(lo[t - t0], 0.0f), h = std::max(hi[t - t0], 0.0f);
-      const float s = h > l ? (h - l) / 255.0f : 1.0f;
-      sd[t] = s;
-      zd[t] = int32_t(clamp_code(round_half_even(-l / s)));
-    }
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t t = t0; t < t1; ++t) {
-        const float v = round_half_even(xs[k * T + t] / sd[t]) + float(zd[t]);
-        qd[k * T + t] = uint8_t(int32_t(clamp_code(v)));
-      }
+  const KernelTable& k = active_kernels();
+  // Token ranges in whole 64-token steps, so every thread runs full vectors; the result does not depend on the split.
+  std::atomic<int64_t> bad_token{-1};
+  at::parallel_for(0, (T + 63) / 64, 1, [&](int64_t b, int64_t e) {
+    const int64_t t0 = b * 64, t1 = std::min(T, e * 64);
+    if (!k.quantize_per_token(xs, K, T, t0, t1, sd, zd, qd)) bad_token.store(t0);
   });
+  TORCH_CHECK(bad_token.load() < 0, "quantize_per_token: x contains NaN or Inf (in the tokens from ", bad_token.load(),
+              " on); activations must be finite");
   return {q, scale, zp};
 }
 

@@ -71,6 +71,12 @@ struct KernelTable {
                  int64_t Tp, int64_t t0, int64_t t1);
   // Output rows of groups [g0, g1) x tokens [t0, t1) (t0 a multiple of token_align), epilogue included.
   void (*gemm)(const GemmParams& p, int64_t g0, int64_t g1, int64_t t0, int64_t t1);
+  // Per-token asymmetric u8 quantization of fp32 x[K][T] for tokens [t0, t1) (any bounds): writes
+  // scale[t], zp[t] and q[k][t] (steps of fastdistilbert/quantization.py: range [min(lo, 0),
+  // max(hi, 0)], scale = range / 255 or 1, zp = clamp(rne(-lo / scale)), q = clamp(rne(x / scale) + zp)).
+  // Returns 0 (outputs unspecified) when any value of those tokens is NaN or Inf, 1 otherwise.
+  int32_t (*quantize_per_token)(const float* x, int64_t K, int64_t T, int64_t t0, int64_t t1, float* scale,
+                                int32_t* zp, uint8_t* q);
   // Peak probe: runs `iters` iterations of a tight loop of independent dot products; returns the
   // number of u8 x s8 multiply-accumulates executed (a checksum is written to *sink).
   int64_t (*peak_loop)(int64_t iters, int32_t* sink);

@@ -18,7 +18,7 @@ namespace avx512vnni_256 {
 #include "kernels_simd.inc"
 #undef FDB_DPBUSD
 
-const KernelTable kTable = {"avx512vnni_256", dot_u8s8, token_align, pack_x, gemm, peak_loop};
+const KernelTable kTable = {"avx512vnni_256", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, peak_loop};
 
 }  // namespace avx512vnni_256
 }  // namespace fastdistilbert

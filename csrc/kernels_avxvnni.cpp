@@ -17,7 +17,7 @@ namespace avxvnni {
 #include "kernels_simd.inc"
 #undef FDB_DPBUSD
 
-const KernelTable kTable = {"avxvnni", dot_u8s8, token_align, pack_x, gemm, peak_loop};
+const KernelTable kTable = {"avxvnni", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, peak_loop};
 
 }  // namespace avxvnni
 }  // namespace fastdistilbert

@@ -107,6 +107,28 @@ static void gemm(const GemmParams& p, int64_t g0, int64_t g1, int64_t t0, int64_
     for (int64_t t = t0; t < t1 && t < p.T; ++t) epilogue(p, n, t, accumulate(p, n, t));
 }
 
+static float clamp_code(float v) { return v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v); }
+
+static int32_t quantize_per_token(const float* x, int64_t K, int64_t T, int64_t t0, int64_t t1, float* scale,
+                                  int32_t* zp, uint8_t* q) {
+  for (int64_t t = t0; t < t1; ++t) {
+    float lo = x[t], hi = x[t];
+    for (int64_t k = 0; k < K; ++k) {
+      const float v = x[k * T + t];
+      if (!std::isfinite(v)) return 0;
+      lo = v < lo ? v : lo;
+      hi = v > hi ? v : hi;
+    }
+    lo = lo < 0.0f ? lo : 0.0f;
+    hi = hi > 0.0f ? hi : 0.0f;
+    const float s = lo < hi ? (hi - lo) / 255.0f : 1.0f;
+    scale[t] = s;
+    zp[t] = int32_t(clamp_code(std::nearbyint(-lo / s)));
+    for (int64_t k = 0; k < K; ++k) q[k * T + t] = uint8_t(int32_t(clamp_code(std::nearbyint(x[k * T + t] / s) + float(zp[t]))));
+  }
+  return 1;
+}
+
 static int64_t peak_loop(int64_t iters, int32_t* sink) {
   uint8_t a[64];
   int8_t b[64];
@@ -117,7 +139,7 @@ static int64_t peak_loop(int64_t iters, int32_t* sink) {
   return iters * 64;
 }
 
-const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x, gemm, peak_loop};
+const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, peak_loop};
 
 }  // namespace ref
 }  // namespace fastdistilbert

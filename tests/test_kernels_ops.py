@@ -135,6 +135,22 @@ def test_quantize_per_token_matches_shared_quantization_math():
     assert all(torch.equal(a, b) for a, b in zip((q, scale, zp), R.quantize_per_token(x)))
 
 
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
+@pytest.mark.parametrize("tokens", [1, 15, 16, 17, 64, 100, 300])
+def test_quantize_per_token_every_isa_every_tail(isa, tokens):
+    """Vector bodies, scalar tails and the split across threads all give the shared math's codes, scales and zps."""
+    g = torch.Generator().manual_seed(tokens)
+    x = torch.randn(37, tokens, generator=g) * torch.rand(1, tokens, generator=g) * 8
+    x[:, ::7] = 0.0                              # constant zero tokens: scale 1
+    x[:, 1::5] = x[:, 1::5].abs() + 0.25         # all-positive tokens
+    x[3, ::3] = torch.tensor(-0.0)               # signed zeros among the values
+    with forced_isa(isa):
+        q, scale, zp = ops.quantize_per_token(x)
+    want_scale, want_zp = Q.dynamic_activation_params(x.t())
+    assert torch.equal(scale, want_scale) and torch.equal(zp, want_zp)
+    assert torch.equal(q, Q.quantize_activation(x.t(), want_scale, want_zp).t())
+
+
 def test_erf_approximation_error_and_gelu():
     x = torch.linspace(-6, 6, 1200001, dtype=torch.float32)
     err = (R.erf_approx(x).double() - torch.erf(x.double())).abs().max().item()
