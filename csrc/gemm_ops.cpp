@@ -82,8 +82,10 @@ void run_gemm(const KernelTable& k, GemmParams& p, const at::Tensor& x, bool fli
   at::Tensor xp = at::empty({rows * p.Tp}, at::TensorOptions().dtype(at::kByte));
   const uint8_t* xsrc = static_cast<const uint8_t*>(x.data_ptr());
   uint8_t* xdst = xp.data_ptr<uint8_t>();
-  at::parallel_for(0, p.Tp / align, 1, [&](int64_t b, int64_t e) {
-    k.pack_x(xsrc, p.K, p.T, flip_sign, p.pattern, xdst, p.Tp, b * align, e * align);
+  // Whole chunks per thread (a chunk is token_align(4x1) tokens, the SIMD variants' panel width).
+  const int64_t chunk = k.token_align(k4x1);
+  at::parallel_for(0, (p.Tp + chunk - 1) / chunk, 1, [&](int64_t b, int64_t e) {
+    k.pack_x(xsrc, p.K, p.T, flip_sign, p.pattern, xdst, p.Tp, b * chunk, std::min(p.Tp, e * chunk));
   });
   p.xp = xdst;
   const Work w = plan_work(p, align);

@@ -15,9 +15,12 @@
 //   1x4:   row_ptr[n]..row_ptr[n+1] = blocks of row n; kgrp[b] = k/4, wq[b] = dword W[n][4kg..4kg+3].
 //
 // Packed activations (built per call by each variant's pack_x; padded tokens and features are 0):
-//   dense and 1x4: u8 [Kp/4][Tp][4] (4 consecutive features of one token form a dword)
-//   4x1:           u8 [K][Tp], tokens permuted inside each chunk so that the variant's in-register
-//                  interleave of 4 feature rows yields tokens in natural order (see pack_x).
+//   dense and 1x4: u8 [Kp/4][tokens][4] (4 consecutive features of one token form a dword)
+//   4x1:           u8 [K][tokens], tokens permuted inside each chunk so that the variant's in-register
+//                  interleave of 4 feature rows yields tokens in natural order.
+//   The scalar reference stores them for all Tp tokens at once; the SIMD variants store each chunk of
+//   tokens as its own contiguous panel (see pack_x in kernels_simd.inc). A variant's pack_x output is
+//   read only by the same variant's gemm.
 //
 // Epilogue, exactly this order in fp32 (fastdistilbert/quantization.py; no FMA contraction):
 //   acc' = acc - x_zp[t] * wsum[n]                  (int32)
