@@ -141,6 +141,14 @@ def layer_norm_fm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps:
     return torch.ops.fastdistilbert.layer_norm_fm(x, gamma, beta, eps)
 
 
+def attention_fm(qkv: torch.Tensor, lengths: list[int], n_heads: int, scaling: float) -> torch.Tensor:
+    """Self-attention of packed sequences in the feature-major layout: `qkv [3*dim, tokens]` (Q, K, V rows;
+    sequence i = the next `lengths[i]` token columns) -> context `[dim, tokens]`, softmax((Q^T K) * scaling)."""
+    if not warn_if_unavailable():
+        return R.attention_fm(qkv, lengths, n_heads, scaling)
+    return torch.ops.fastdistilbert.attention_fm(qkv, list(lengths), n_heads, scaling)
+
+
 def last_isa() -> str:
     """The kernel variant that executed the most recent GEMM in this process ("" before any)."""
     return str(torch.ops.fastdistilbert.last_isa()) if EXTENSION_AVAILABLE else "torch-reference"
@@ -169,6 +177,10 @@ if EXTENSION_AVAILABLE:
     def _(x):
         return (x.new_empty(x.shape, dtype=torch.uint8), x.new_empty((x.shape[1],), dtype=torch.float32),
                 x.new_empty((x.shape[1],), dtype=torch.int32))
+
+    @torch.library.register_fake("fastdistilbert::attention_fm")
+    def _(qkv, lengths, n_heads, scaling):
+        return qkv.new_empty((qkv.shape[0] // 3, qkv.shape[1]))
 
     @torch.library.register_fake("fastdistilbert::layer_norm_fm")
     def _(x, gamma, beta, eps):

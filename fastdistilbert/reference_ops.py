@@ -316,3 +316,19 @@ def dynamic_quantized_linear(x, packed, *, gelu=False, residual=None):
 def layer_norm_fm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float) -> torch.Tensor:
     """LayerNorm of feature-major `x [K, T]` over its K features (each token normalized on its own)."""
     return torch.nn.functional.layer_norm(x.t(), (x.shape[0],), gamma, beta, eps).t().contiguous()
+
+
+def attention_fm(qkv: torch.Tensor, lengths: list[int], n_heads: int, scaling: float) -> torch.Tensor:
+    """Self-attention of packed feature-major Q, K, V rows `[3*dim, tokens]`, one sequence and head at a time."""
+    dim = qkv.shape[0] // 3
+    head = dim // n_heads
+    out = torch.empty(dim, qkv.shape[1], dtype=qkv.dtype)
+    first = 0
+    for n in lengths:
+        cols = slice(first, first + n)
+        for h in range(n_heads):
+            q, k, v = (qkv[part * dim + h * head: part * dim + (h + 1) * head, cols] for part in range(3))
+            probs = torch.softmax((q.t() @ k) * scaling, dim=-1)
+            out[h * head:(h + 1) * head, cols] = v @ probs.t()
+        first += n
+    return out

@@ -6,7 +6,7 @@ weight rows and SIMD lanes run over tokens). The encoder is entered with one tra
 left with one scatter; in between, every Linear is a fused INT8 op:
 
     qkv  = linear(h, W_qkv)                      fused Q, K and V projections
-    attn = softmax(Q^T K * scale) per sequence and head (fp32)
+    attn = softmax(Q^T K * scale) per sequence and head (fp32, one op: csrc/attention_fm.cpp)
     h1   = LayerNorm(linear(attn, W_out) + h)    residual fused into the epilogue
     ff   = linear(h1, W_lin1, gelu)              GELU fused into the epilogue
     h    = LayerNorm(linear(ff, W_lin2) + h1)    residual fused into the epilogue
@@ -104,40 +104,10 @@ def packed_tokens(attention_mask: torch.Tensor):
     return mask.reshape(-1).nonzero().squeeze(1), lengths
 
 
-def _sequence_groups(lengths: list[int]) -> list[tuple[int, int, int]]:
-    """(first token column, number of sequences, length) of runs of consecutive sequences of equal length."""
-    groups, column = [], 0
-    for n in lengths:
-        if n and groups and groups[-1][2] == n and groups[-1][0] + groups[-1][1] * n == column:
-            first, count, _ = groups[-1]
-            groups[-1] = (first, count + 1, n)
-        elif n:
-            groups.append((column, 1, n))
-        column += n
-    return groups
-
-
-def attention(qkv: torch.Tensor, lengths: list[int], n_heads: int, scaling: float) -> torch.Tensor:
-    """Self-attention per sequence on packed feature-major Q, K, V (`[3*dim, tokens]`) -> `[dim, tokens]`.
-
-    Runs of equal-length sequences are one batched matmul per head, on strided views of `qkv` (no copies: a head's
-    `[head_dim, tokens]` block is already the transposed operand BLAS wants)."""
-    dim = qkv.shape[0] // 3
-    head = dim // n_heads
-    out = torch.empty(dim, qkv.shape[1], dtype=qkv.dtype)
-    for first, count, n in _sequence_groups(lengths):
-        cols = slice(first, first + count * n)
-        q, k, v = (qkv[i * dim:(i + 1) * dim, cols].view(n_heads, head, count, n) for i in range(3))
-        for h in range(n_heads):
-            scores = torch.bmm(q[h].permute(1, 2, 0), k[h].permute(1, 0, 2)).mul_(scaling)   # [count, n_q, n_k]
-            probs = torch.softmax(scores, dim=-1)
-            ctx = torch.bmm(v[h].permute(1, 0, 2), probs.transpose(1, 2))                   # [count, head, n_q]
-            out[h * head:(h + 1) * head, cols].view(head, count, n).copy_(ctx.permute(1, 0, 2))
-    return out
-
-
 def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
     """last_hidden_state `[batch, seq, dim]` of a quantized FastDistilBertModel, through the INT8 kernels."""
+    from . import ops
+
     batch, seq = input_ids.shape
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
@@ -151,7 +121,7 @@ def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     scaling = (config.dim // config.n_heads) ** -0.5
     for block, kernels in zip(model.transformer.layer, model.int8_kernels()):
         qkv = kernels.qkv(h)
-        ctx = attention(qkv, lengths, config.n_heads, scaling)
+        ctx = ops.attention_fm(qkv, lengths, config.n_heads, scaling)
         h1 = layer_norm_feature_major(kernels.out(ctx, residual=h), block.sa_layer_norm)
         ff = kernels.lin1(h1, gelu=True)
         h = layer_norm_feature_major(kernels.lin2(ff, residual=h1), block.output_layer_norm)

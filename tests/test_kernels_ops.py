@@ -251,3 +251,27 @@ def test_bad_pack_inputs_are_clear_errors():
         ops.pack_weight(w, torch.ones(3), None, "dense")
     with pytest.raises(ValueError, match="-128"):
         ops.pack_weight(torch.full((4, 4), -128, dtype=torch.int8), torch.ones(4), None, "dense")
+
+
+def test_attention_fm_matches_reference_per_sequence_and_head():
+    """Packed sequences of unequal lengths (one empty): the op equals softmax((Q^T K) * scale) V^T per sequence."""
+    g = torch.Generator().manual_seed(11)
+    dim, heads, lengths = 24, 3, [5, 0, 9, 1, 9]
+    qkv = torch.randn(3 * dim, sum(lengths), generator=g)
+    got = ops.attention_fm(qkv, lengths, heads, 0.35)
+    torch.testing.assert_close(got, R.attention_fm(qkv, lengths, heads, 0.35), rtol=1e-5, atol=1e-6)
+    with torch.inference_mode():  # worker threads must not trip over the caller's inference mode
+        torch.testing.assert_close(ops.attention_fm(qkv, lengths, heads, 0.35), got, rtol=0, atol=0)
+    torch.library.opcheck(torch.ops.fastdistilbert.attention_fm.default, (qkv, lengths, heads, 0.35))
+
+
+@pytest.mark.parametrize("qkv, lengths, heads, match", [
+    (torch.randn(72, 10).double(), [10], 3, "float32"),
+    (torch.randn(70, 10), [10], 3, "divisible by n_heads"),
+    (torch.randn(72, 10), [4, 5], 3, "add up to 9"),
+    (torch.randn(72, 10), [11, -1], 3, ">= 0"),
+    (torch.randn(72, 10), [10], 0, "positive"),
+])
+def test_attention_fm_bad_input(qkv, lengths, heads, match):
+    with pytest.raises(RuntimeError, match=match):
+        ops.attention_fm(qkv, lengths, heads, 0.5)

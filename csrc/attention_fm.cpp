@@ -1,0 +1,57 @@
+// Self-attention of packed sequences in the runtime's feature-major layout.
+//
+// qkv is [3 * dim, tokens]: rows [0, dim) are Q, [dim, 2 dim) K, [2 dim, 3 dim) V, and the tokens
+// of sequence i are the `lengths[i]` columns after those of sequences 0..i-1 (no padding). For each
+// (sequence, head) the head's rows are already the transposed operands BLAS wants, so every matmul
+// reads strided views in place and writes the context straight into its rows of the output:
+//   scores = (Q_h^T K_h) * scaling          [n, n]
+//   probs  = softmax(scores, dim=-1)
+//   out_h  = V_h probs^T                     [head_dim, n]
+// One parallel item per (sequence, head); inside an item the ATen calls run single-threaded, so the
+// threads split the work instead of each small call fanning out on its own.
+#include "attention_fm.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/core/LegacyTypeDispatch.h>
+
+#include <vector>
+
+namespace fastdistilbert {
+
+at::Tensor attention_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t n_heads, double scaling) {
+  const char* op = "attention_fm";
+  TORCH_CHECK(qkv.scalar_type() == at::kFloat, op, ": qkv must be float32, got ", qkv.scalar_type());
+  TORCH_CHECK(qkv.dim() == 2 && qkv.is_contiguous(), op, ": qkv must be a contiguous 2-D [3 * dim, tokens] tensor, got ",
+              qkv.sizes());
+  TORCH_CHECK(n_heads > 0, op, ": n_heads must be positive, got ", n_heads);
+  TORCH_CHECK(qkv.size(0) % (3 * n_heads) == 0, op, ": qkv has ", qkv.size(0), " rows, not 3 * dim with dim divisible by n_heads = ",
+              n_heads);
+  const int64_t dim = qkv.size(0) / 3, head = dim / n_heads, T = qkv.size(1);
+  std::vector<int64_t> first(lengths.size());
+  int64_t total = 0;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    TORCH_CHECK(lengths[i] >= 0, op, ": sequence lengths must be >= 0, got ", lengths[i]);
+    first[i] = total;
+    total += lengths[i];
+  }
+  TORCH_CHECK(total == T, op, ": sequence lengths add up to ", total, " but qkv has ", T, " tokens");
+  at::Tensor out = at::empty({dim, T}, qkv.options());
+  const int64_t n_seq = int64_t(lengths.size());
+  at::parallel_for(0, n_seq * n_heads, 1, [&](int64_t b, int64_t e) {
+    // Plain kernels below autograd: worker threads do not inherit the caller's inference mode, and the
+    // op's output is only ever written here.
+    at::AutoDispatchBelowADInplaceOrView guard;
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t s = item / n_heads, h = item % n_heads, n = lengths[s];
+      if (n == 0) continue;
+      auto rows = [&](int64_t part) { return qkv.narrow(0, part * dim + h * head, head).narrow(1, first[s], n); };
+      at::Tensor scores = at::mm(rows(0).t(), rows(1)).mul_(scaling);
+      at::Tensor probs = at::_softmax(scores, -1, false);
+      at::Tensor ctx = out.narrow(0, h * head, head).narrow(1, first[s], n);
+      at::mm_out(ctx, rows(2), probs.t());
+    }
+  });
+  return out;
+}
+
+}  // namespace fastdistilbert
