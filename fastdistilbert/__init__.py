@@ -8,6 +8,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForQuestionAnswering
 from ._extension import active_isa, available_isas, compiled_isas, set_isa
 from .configuration_fast_distilbert import FastDistilBertConfig
 from .conversion import convert_to_fast, quantize_model
+from .embedding_quantization import compact_embeddings
 from . import ops_available
 from .errors import CheckpointError, UserError
 from .modeling_fast_distilbert import FastDistilBertForQuestionAnswering, FastDistilBertModel
@@ -39,6 +40,7 @@ __all__ = [
     "FastDistilBertForQuestionAnswering",
     "convert_to_fast",
     "quantize_model",
+    "compact_embeddings",
     "CheckpointError",
     "UserError",
     "active_isa",

@@ -114,7 +114,9 @@ def check_fp32_tensors(specs: dict, config, prefix_candidates=("distilbert.", ""
     from .conversion import ENCODER_LINEARS
 
     prefix = _prefix(specs, prefix_candidates)
-    wanted = {_check_embeddings(specs, config, prefix): (config.vocab_size, config.dim)}
+    embeddings = _check_embeddings(specs, config, prefix)
+    # Compact (int8) word embeddings are checked by check_compact_tensors.
+    wanted = {} if getattr(config, "compact_embeddings", False) else {embeddings: (config.vocab_size, config.dim)}
     for layer in range(config.n_layers):
         for linear, shape in _linear_shapes(config).items():
             wanted[f"{prefix}transformer.layer.{layer}.{linear}.weight"] = shape
@@ -138,6 +140,10 @@ def check_checkpoint(path, config, **kwargs) -> None:
         check_quantized_tensors(specs, config)
     elif config is not None:
         check_fp32_tensors(specs, config)
+    if config is not None:
+        from .embedding_quantization import check_embedding_tensors
+
+        check_embedding_tensors(specs, config, _prefix(specs, ("distilbert.", "")))
 
 
 def check_loaded_scales(model) -> None:

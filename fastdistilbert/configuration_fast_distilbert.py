@@ -9,6 +9,9 @@ from .errors import CheckpointError
 # Version of the on-disk quantization layout (see `quantization_section`). Bump when the stored tensors change.
 QUANTIZATION_FORMAT_VERSION = 1
 SUPPORTED_ACTIVATION_MODES = ("dynamic", "static")
+# Value of `quantization["embeddings"]` for word embeddings stored as int8 codes + one fp32 scale per row
+# (fastdistilbert.compact_embeddings). Absent key: fp32 word embeddings.
+COMPACT_EMBEDDINGS_FORMAT = "int8-symmetric-per-row"
 
 
 def quantization_section(activation: str = "dynamic", sparse_layers: dict | None = None) -> dict:
@@ -37,6 +40,9 @@ class FastDistilBertConfig(DistilBertConfig):
     quantization (`dict`, *optional*):
         `None` for an fp32 model (identical to DistilBERT). For an INT8 model, the dict built by
         `quantization_section()`: `{"format_version": 1, "weights": ..., "activation": "dynamic"|"static"}`.
+        Either may also hold `"embeddings": "int8-symmetric-per-row"` (word embeddings stored as int8 codes with
+        one fp32 scale per row, see `fastdistilbert.compact_embeddings`); an fp32 model with compact embeddings
+        has a section with only `format_version` and `embeddings`.
     """
 
     model_type = "fast_distilbert"
@@ -56,6 +62,14 @@ class FastDistilBertConfig(DistilBertConfig):
                 f"unsupported quantization format_version {version!r} in config.json (this fastdistilbert "
                 f"reads version {QUANTIZATION_FORMAT_VERSION}); upgrade fastdistilbert or re-convert the model"
             )
+        embeddings = q.get("embeddings")
+        if embeddings is not None and embeddings != COMPACT_EMBEDDINGS_FORMAT:
+            raise CheckpointError(
+                f"config.quantization.embeddings must be {COMPACT_EMBEDDINGS_FORMAT!r} (or absent for fp32 word "
+                f"embeddings), got {embeddings!r}"
+            )
+        if embeddings is not None and "weights" not in q and "activation" not in q:
+            return  # fp32 encoder, compact word embeddings only
         if q.get("activation") not in SUPPORTED_ACTIVATION_MODES:
             raise CheckpointError(
                 f"config.quantization.activation must be one of {SUPPORTED_ACTIVATION_MODES}, got {q.get('activation')!r}"
@@ -63,7 +77,16 @@ class FastDistilBertConfig(DistilBertConfig):
 
     @property
     def is_quantized(self) -> bool:
-        return self.quantization is not None
+        """True when the encoder Linears are INT8 (compact word embeddings alone do not count)."""
+        q = self.quantization
+        embeddings_only = isinstance(q, dict) and "embeddings" in q and set(q) <= {"format_version", "embeddings"}
+        return q is not None and not embeddings_only
+
+    @property
+    def compact_embeddings(self) -> bool:
+        """True when the word embeddings are stored as int8 codes + per-row fp32 scales."""
+        q = self.quantization
+        return isinstance(q, dict) and q.get("embeddings") == COMPACT_EMBEDDINGS_FORMAT
 
     @property
     def static_activations(self) -> bool:
@@ -80,4 +103,4 @@ class FastDistilBertConfig(DistilBertConfig):
         return cls(**values)
 
 
-__all__ = ["FastDistilBertConfig", "quantization_section", "QUANTIZATION_FORMAT_VERSION"]
+__all__ = ["FastDistilBertConfig", "quantization_section", "QUANTIZATION_FORMAT_VERSION", "COMPACT_EMBEDDINGS_FORMAT"]

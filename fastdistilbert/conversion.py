@@ -147,7 +147,10 @@ def quantize_model(model, activation_params: dict[str, tuple[float, int]] | None
         linear = getattr(parent, child)
         scale, zero_point = activation_params[name] if static else (None, None)
         setattr(parent, child, QuantizedLinear.from_linear(linear, static, scale, zero_point))
-    model.config.quantization = quantization_section("static" if static else "dynamic")
+    section = quantization_section("static" if static else "dynamic")
+    if model.config.compact_embeddings:  # keep the record of compact word embeddings
+        section["embeddings"] = model.config.quantization["embeddings"]
+    model.config.quantization = section
     return model
 
 

@@ -18,6 +18,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from .checkpoint import check_checkpoint, check_loaded_scales, hub_kwargs
 from .configuration_fast_distilbert import FastDistilBertConfig
 from .conversion import ENCODER_LINEARS, distilbert_qa_from_bert, fast_from_distilbert
+from . import embedding_quantization
 from .errors import CheckpointError
 from .modules import QuantizedLinear
 from .ops_available import kernels_available
@@ -125,6 +126,8 @@ class _FastCheckpointMixin:
             check_checkpoint(path, config, **kwargs)
         model = super().from_pretrained(path, *model_args, config=config, **kwargs)
         check_loaded_scales(model)
+        if config.compact_embeddings:
+            embedding_quantization.dequantize_loaded(model)
         model.prepare_kernels()
         return model
 
@@ -159,11 +162,16 @@ class _FastCheckpointMixin:
         fast = fast_from_distilbert(distilbert_qa_from_bert(bert))
         return fast if isinstance(fast, cls) else fast.distilbert
 
-    def save_pretrained(self, save_directory, *args, overwrite: bool = False, **kwargs):
+    def save_pretrained(self, save_directory, *args, overwrite: bool = False, compact_embeddings: bool = False,
+                        **kwargs):
         """HF's save_pretrained (safetensors) plus the `auto_map` shims.
 
         Refuses to replace an existing checkpoint unless `overwrite=True`; with it, stale weight files are removed
         first (a leftover unsharded model.safetensors would otherwise shadow new shards).
+
+        `compact_embeddings=True` first quantizes the word embeddings in place (`fastdistilbert.compact_embeddings`:
+        int8 codes + one fp32 scale per row, about 4x smaller) so the saved file and the model in memory compute the
+        same. A model whose config already records compact embeddings is always saved compact.
         """
         directory = Path(save_directory)
         if directory.exists() and not directory.is_dir():
@@ -180,6 +188,12 @@ class _FastCheckpointMixin:
         # Remote-code loading sets _auto_class, which makes HF copy this module instead of the shims (PITFALLS 8).
         type(self)._auto_class = None
         type(self.config)._auto_class = None
+        if compact_embeddings:
+            embedding_quantization.compact_embeddings(self)
+        if self.config.compact_embeddings:
+            if "state_dict" in kwargs:
+                raise ValueError("save_pretrained(state_dict=...) cannot be combined with compact word embeddings")
+            kwargs["state_dict"] = embedding_quantization.compact_state_dict(self)
         self.config.auto_map = dict(AUTO_MAP)
         super().save_pretrained(save_directory, *args, **kwargs)
         for shim in REMOTE_CODE_DIR.glob("*.py"):
@@ -258,6 +272,8 @@ class FastDistilBertModel(_FastCheckpointMixin, DistilBertModel):
         super().__init__(config)
         if config.is_quantized:
             _quantize_structure(self, config)
+        if config.compact_embeddings:
+            embedding_quantization.add_scale_buffer(self.embeddings.word_embeddings)
 
     # Set to False to run a quantized model through the torch reference path (same integer math, slow).
     use_int8_kernels: bool = True
