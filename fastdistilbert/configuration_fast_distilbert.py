@@ -32,6 +32,19 @@ def quantization_section(activation: str = "dynamic", sparse_layers: dict | None
     return section
 
 
+def encoder_is_quantized(section) -> bool:
+    """Whether a quantization section (config.json's dict, or None) makes the encoder Linears INT8: a section
+    that records only compact word embeddings does not."""
+    embeddings_only = isinstance(section, dict) and "embeddings" in section and \
+        set(section) <= {"format_version", "embeddings"}
+    return section is not None and not embeddings_only
+
+
+def has_compact_embeddings(section) -> bool:
+    """Whether a quantization section records int8 per-row word embeddings."""
+    return isinstance(section, dict) and section.get("embeddings") == COMPACT_EMBEDDINGS_FORMAT
+
+
 @strict
 class FastDistilBertConfig(DistilBertConfig):
     r"""
@@ -78,15 +91,12 @@ class FastDistilBertConfig(DistilBertConfig):
     @property
     def is_quantized(self) -> bool:
         """True when the encoder Linears are INT8 (compact word embeddings alone do not count)."""
-        q = self.quantization
-        embeddings_only = isinstance(q, dict) and "embeddings" in q and set(q) <= {"format_version", "embeddings"}
-        return q is not None and not embeddings_only
+        return encoder_is_quantized(self.quantization)
 
     @property
     def compact_embeddings(self) -> bool:
         """True when the word embeddings are stored as int8 codes + per-row fp32 scales."""
-        q = self.quantization
-        return isinstance(q, dict) and q.get("embeddings") == COMPACT_EMBEDDINGS_FORMAT
+        return has_compact_embeddings(self.quantization)
 
     @property
     def static_activations(self) -> bool:

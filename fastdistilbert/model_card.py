@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from .configuration_fast_distilbert import encoder_is_quantized, has_compact_embeddings
 from .errors import UserError
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "template.md"
@@ -68,7 +69,7 @@ def render_card(model_dir, eval_result: dict | None = None, bench: dict | None =
 def card_metadata(config: dict, sparsity: list[dict], evaluation: dict | None, name: str, base_model: str | None,
                   license: str, recipe: list) -> dict:
     """The YAML front matter of the card."""
-    quantized = config.get("quantization") is not None
+    quantized = encoder_is_quantized(config.get("quantization"))
     tags = ["question-answering", "distilbert", "fastdistilbert", "int8" if quantized else "fp32", "cpu"]
     patterns = sorted({row["pattern"] for row in sparsity} - {"dense"})
     tags += ["sparse"] + [f"block-sparse-{p}" for p in patterns] if patterns else []
@@ -129,15 +130,19 @@ def _sparsity_summary(rows: list[dict]) -> str:
 
 def _precision_summary(config: dict) -> str:
     q = config.get("quantization")
-    if q is None:
-        return "fp32 weights; quantize with `fastdistilbert convert` for the INT8 kernels"
-    return f"INT8 weights, {q.get('activation')} INT8 activations"
+    embeddings = "; word embeddings stored int8 per row" if has_compact_embeddings(q) else ""
+    if not encoder_is_quantized(q):
+        return f"fp32 weights{embeddings}; quantize with `fastdistilbert convert` for the INT8 kernels"
+    return f"INT8 weights, {q.get('activation')} INT8 activations{embeddings}"
 
 
 def _quantization_text(config: dict) -> str:
     q = config.get("quantization")
-    if q is None:
-        return "None: fp32 weights and activations (the model computes exactly what DistilBERT computes)."
+    compact = ("- Word embeddings: stored as int8 codes with one fp32 scale per row (symmetric, -127..127), loaded "
+               "as fp32 codes x scale.") if has_compact_embeddings(q) else None
+    if not encoder_is_quantized(q):
+        text = "None: fp32 weights and activations (the model computes exactly what DistilBERT computes)."
+        return text if compact is None else "fp32 encoder weights and activations.\n" + compact
     activation = {"dynamic": "uint8 asymmetric, scale and zero point computed per token at run time (no calibration)",
                   "static": "uint8 asymmetric, one stored scale and zero point per Linear input (calibrated or "
                             "learned in quantization-aware training)"}.get(q.get("activation"), q.get("activation"))
@@ -145,7 +150,10 @@ def _quantization_text(config: dict) -> str:
              "- Weights of the encoder Linear layers: int8, symmetric, per output channel (range -127..127), stored "
              "dense with zeros where pruned.",
              f"- Activations: {activation}.",
-             "- Embeddings, LayerNorms, softmax, GELU and the QA head: fp32."]
+             "- Embeddings, LayerNorms, softmax, GELU and the QA head: fp32." if compact is None else
+             "- Position embeddings, LayerNorms, softmax, GELU and the QA head: fp32."]
+    if compact:
+        lines.append(compact)
     imported = q.get("imported_from")
     if imported:
         lines.append(f"- Imported from a third-party {imported.get('format', '').upper()} INT8 export.")

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForQuestionAnswering
@@ -233,3 +234,16 @@ def test_compact_file_under_a_config_without_the_record(saved_compact):
     (saved_compact / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="word_embeddings.weight' is stored as I8"):
         fd.FastDistilBertForQuestionAnswering.from_pretrained(saved_compact)
+
+
+@pytest.mark.parametrize("quantize", [False, True], ids=["fp32", "int8"])
+def test_model_card_states_the_compact_embeddings(tmp_path, quantize):
+    from fastdistilbert.model_card import render_card
+
+    _fast(quantize=quantize).save_pretrained(tmp_path, compact_embeddings=True)
+    card = render_card(tmp_path)
+    front = yaml.safe_load(card[4:].split("\n---\n", 1)[0])
+    assert ("int8" if quantize else "fp32") in front["tags"]
+    assert ("fp32" if quantize else "int8") not in front["tags"]  # compact embeddings alone do not make it INT8
+    assert "Word embeddings: stored as int8 codes with one fp32 scale per row" in card
+    assert "word embeddings stored int8 per row" in card
