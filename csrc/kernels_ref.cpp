@@ -74,12 +74,8 @@ static float erf_approx(float x) {
   poly = poly * u + erfc::kA2;
   poly = poly * u + erfc::kA1;
   poly = poly * u;
-  float e = 1.0f - poly * exp_neg(-(ax * ax));
-  e = x < 0.0f ? -e : e;
-  const float x2 = x * x;
-  float series = erfc::kSeries[0];
-  for (int i = 1; i < 11; ++i) series = series * x2 + erfc::kSeries[i];
-  return ax < erfc::kSeriesBelow ? x * series : e;
+  const float e = 1.0f - poly * exp_neg(-(ax * ax));
+  return x < 0.0f ? -e : e;
 }
 
 static void epilogue(const GemmParams& p, int64_t n, int64_t t, int32_t acc) {

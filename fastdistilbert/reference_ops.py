@@ -37,12 +37,6 @@ _LN2_HI = float.fromhex("0x1.62e4p-1")
 _LN2_LO = float.fromhex("0x1.7f7d1cp-20")
 _EXP_POLY = [float.fromhex(h) for h in ("0x1.a01a02p-13", "0x1.6c16c2p-10", "0x1.111112p-7", "0x1.555556p-5",
                                         "0x1.555556p-3", "0x1p-1", "0x1p+0", "0x1p+0")]
-_SERIES_BELOW = 1.0
-_SERIES = [float.fromhex(h) for h in (
-    "0x1.fcc572p-27", "-0x1.5f742ep-23", "0x1.b9e6cap-20", "-0x1.f4d25cp-17",
-    "0x1.f9a326p-14", "-0x1.c02db4p-11", "0x1.565bcep-8", "-0x1.b82ce4p-6",
-    "0x1.ce2f22p-4", "-0x1.812746p-2", "0x1.20dd76p+0",
-)]  # erf(x)/x Taylor, x^20 .. x^0
 _INV_SQRT2 = float.fromhex("0x1.6a09e6p-1")
 
 
@@ -252,12 +246,7 @@ def erf_approx(x: torch.Tensor) -> torch.Tensor:
         poly = poly * u + c
     poly = poly * u
     e = 1.0 - poly * _exp_neg(-(a * a))
-    e = torch.where(x < 0, -e, e)
-    x2 = x * x
-    series = torch.full_like(x, _SERIES[0])
-    for c in _SERIES[1:]:
-        series = series * x2 + c
-    return torch.where(a < _SERIES_BELOW, x * series, e)
+    return torch.where(x < 0, -e, e)
 
 
 def gelu(y: torch.Tensor) -> torch.Tensor:

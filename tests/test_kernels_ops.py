@@ -154,9 +154,9 @@ def test_quantize_per_token_every_isa_every_tail(isa, tokens):
 def test_erf_approximation_error_and_gelu():
     x = torch.linspace(-6, 6, 1200001, dtype=torch.float32)
     err = (R.erf_approx(x).double() - torch.erf(x.double())).abs().max().item()
-    assert err <= 2e-7, err
+    assert err <= 6e-7, err  # A&S 7.1.26 + fp32 rounding: 5.3e-7 (csrc/erf_constants.h)
     gelu_err = (R.gelu(x).double() - torch.nn.functional.gelu(x.double())).abs().max().item()
-    assert gelu_err <= 2e-6, gelu_err
+    assert gelu_err <= 1e-6, gelu_err
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
