@@ -16,9 +16,10 @@ namespace avx512vnni_256 {
 #define FDB_DPBUSD "%{evex%} vpdpbusd"  // braces escaped for inline asm
 #include "simd_ymm.inc"
 #include "kernels_simd.inc"
+#include "layer_norm_tokens.inc"
 #undef FDB_DPBUSD
 
-const KernelTable kTable = {"avx512vnni_256", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, peak_loop};
+const KernelTable kTable = {"avx512vnni_256", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, layer_norm_tokens, peak_loop};
 
 }  // namespace avx512vnni_256
 }  // namespace fastdistilbert

@@ -13,8 +13,9 @@ namespace avx512vnni {
 
 #include "simd_zmm.inc"
 #include "kernels_simd.inc"
+#include "layer_norm_tokens.inc"
 
-const KernelTable kTable = {"avx512vnni", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, peak_loop};
+const KernelTable kTable = {"avx512vnni", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, layer_norm_tokens, peak_loop};
 
 }  // namespace avx512vnni
 }  // namespace fastdistilbert

@@ -15,9 +15,10 @@ namespace avxvnni {
 #define FDB_DPBUSD "%{vex%} vpdpbusd"  // braces escaped for inline asm
 #include "simd_ymm.inc"
 #include "kernels_simd.inc"
+#include "layer_norm_tokens.inc"
 #undef FDB_DPBUSD
 
-const KernelTable kTable = {"avxvnni", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, peak_loop};
+const KernelTable kTable = {"avxvnni", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, layer_norm_tokens, peak_loop};
 
 }  // namespace avxvnni
 }  // namespace fastdistilbert

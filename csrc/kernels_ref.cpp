@@ -125,6 +125,8 @@ static int32_t quantize_per_token(const float* x, int64_t K, int64_t T, int64_t 
   return 1;
 }
 
+#include "layer_norm_tokens.inc"
+
 static int64_t peak_loop(int64_t iters, int32_t* sink) {
   uint8_t a[64];
   int8_t b[64];
@@ -135,7 +137,7 @@ static int64_t peak_loop(int64_t iters, int32_t* sink) {
   return iters * 64;
 }
 
-const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, peak_loop};
+const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, layer_norm_tokens, peak_loop};
 
 }  // namespace ref
 }  // namespace fastdistilbert

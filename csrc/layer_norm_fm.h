@@ -2,8 +2,15 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <tuple>
+
 namespace fastdistilbert {
 
 at::Tensor layer_norm_fm(const at::Tensor& x, const at::Tensor& gamma, const at::Tensor& beta, double eps);
+
+// layer_norm_fm and quantize_per_token of its output in one pass per token range: (y, q, scale, zp).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_norm_quantize_fm(const at::Tensor& x,
+                                                                                  const at::Tensor& gamma,
+                                                                                  const at::Tensor& beta, double eps);
 
 }  // namespace fastdistilbert

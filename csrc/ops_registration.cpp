@@ -75,6 +75,7 @@ TORCH_LIBRARY(fastdistilbert, m) {
   m.def("set_output_sentinel(int byte) -> ()", &fastdistilbert::set_output_sentinel);
   m.def("peak_probe(int iterations, str isa=\"\") -> int", &fastdistilbert::peak_probe);
   m.def("layer_norm_fm(Tensor x, Tensor gamma, Tensor beta, float eps) -> Tensor");
+  m.def("layer_norm_quantize_fm(Tensor x, Tensor gamma, Tensor beta, float eps) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("attention_fm(Tensor qkv, int[] lengths, int n_heads, float scaling) -> Tensor");
 }
 
@@ -84,5 +85,6 @@ TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
   m.impl("quantize_per_token", &fastdistilbert::quantize_per_token);
   m.impl("quantized_linear_accumulators", &fastdistilbert::quantized_linear_accumulators);
   m.impl("layer_norm_fm", &fastdistilbert::layer_norm_fm);
+  m.impl("layer_norm_quantize_fm", &fastdistilbert::layer_norm_quantize_fm);
   m.impl("attention_fm", &fastdistilbert::attention_fm);
 }

@@ -141,6 +141,15 @@ def layer_norm_fm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps:
     return torch.ops.fastdistilbert.layer_norm_fm(x, gamma, beta, eps)
 
 
+def layer_norm_quantize_fm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-12):
+    """`layer_norm_fm(x)` and its per-token quantization in one pass: (y fp32 [K, T], uint8 codes [K, T],
+    scale [T], zero point [T]), each exactly what `layer_norm_fm` and `quantize_per_token(y)` return."""
+    if not warn_if_unavailable():
+        y = R.layer_norm_fm(x, gamma, beta, eps)
+        return (y, *R.quantize_per_token(y))
+    return torch.ops.fastdistilbert.layer_norm_quantize_fm(x, gamma, beta, eps)
+
+
 def attention_fm(qkv: torch.Tensor, lengths: list[int], n_heads: int, scaling: float) -> torch.Tensor:
     """Self-attention of packed sequences in the feature-major layout: `qkv [3*dim, tokens]` (Q, K, V rows;
     sequence i = the next `lengths[i]` token columns) -> context `[dim, tokens]`, softmax((Q^T K) * scaling)."""
@@ -176,6 +185,11 @@ if EXTENSION_AVAILABLE:
     @torch.library.register_fake("fastdistilbert::quantize_per_token")
     def _(x):
         return (x.new_empty(x.shape, dtype=torch.uint8), x.new_empty((x.shape[1],), dtype=torch.float32),
+                x.new_empty((x.shape[1],), dtype=torch.int32))
+
+    @torch.library.register_fake("fastdistilbert::layer_norm_quantize_fm")
+    def _(x, gamma, beta, eps):
+        return (torch.empty_like(x), torch.empty_like(x, dtype=torch.uint8), x.new_empty((x.shape[1],)),
                 x.new_empty((x.shape[1],), dtype=torch.int32))
 
     @torch.library.register_fake("fastdistilbert::attention_fm")

@@ -33,10 +33,14 @@ class LinearKernel:
     input_scale: torch.Tensor | None = None
     input_zero_point: torch.Tensor | None = None
 
-    def __call__(self, x: torch.Tensor, *, gelu: bool = False, residual: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, *, gelu: bool = False, residual: torch.Tensor | None = None,
+                 x_codes: tuple | None = None) -> torch.Tensor:
+        """`x_codes`: (codes, scale, zero point) of `x` quantized per token, when the previous op made them."""
         from . import ops
 
         if self.input_scale is None:
+            if x_codes is not None:
+                return ops.quantized_linear(*x_codes, self.packed, gelu=gelu, residual=residual)
             return ops.dynamic_quantized_linear(x, self.packed, gelu=gelu, residual=residual)
         x_q = Q.quantize_activation(x, self.input_scale, self.input_zero_point)  # per-tensor: layout-free
         return ops.quantized_linear(x_q, self.input_scale.reshape(1), self.input_zero_point.reshape(1), self.packed,
@@ -90,11 +94,17 @@ def weights_version(model) -> tuple:
     return tuple(key)
 
 
-def layer_norm_feature_major(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
-    """LayerNorm over the feature dimension (dim 0) of `[features, tokens]` (one fused pass per token tile)."""
+def layer_norm_feature_major(x: torch.Tensor, norm: torch.nn.LayerNorm, consumer: LinearKernel | None = None):
+    """(LayerNorm over the feature dimension (dim 0) of `[features, tokens]`, its per-token INT8 codes or None).
+
+    The codes are made in the same pass when the `consumer` kernel quantizes its input dynamically per token."""
     from . import ops
 
-    return ops.layer_norm_fm(x, norm.weight.detach(), norm.bias.detach(), norm.eps)
+    weight, bias = norm.weight.detach(), norm.bias.detach()
+    if consumer is not None and consumer.input_scale is None:
+        y, *codes = ops.layer_norm_quantize_fm(x, weight, bias, norm.eps)
+        return y, tuple(codes)
+    return ops.layer_norm_fm(x, weight, bias, norm.eps), None
 
 
 def packed_tokens(attention_mask: torch.Tensor):
@@ -119,12 +129,15 @@ def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     h = h.t().contiguous()  # [dim, tokens]
     config = model.config
     scaling = (config.dim // config.n_heads) ** -0.5
-    for block, kernels in zip(model.transformer.layer, model.int8_kernels()):
-        qkv = kernels.qkv(h)
+    layers = list(zip(model.transformer.layer, model.int8_kernels()))
+    codes = None  # per-token INT8 codes of h, made by the LayerNorm that produced it
+    for i, (block, kernels) in enumerate(layers):
+        qkv = kernels.qkv(h, x_codes=codes)
         ctx = ops.attention_fm(qkv, lengths, config.n_heads, scaling)
-        h1 = layer_norm_feature_major(kernels.out(ctx, residual=h), block.sa_layer_norm)
-        ff = kernels.lin1(h1, gelu=True)
-        h = layer_norm_feature_major(kernels.lin2(ff, residual=h1), block.output_layer_norm)
+        h1, h1_codes = layer_norm_feature_major(kernels.out(ctx, residual=h), block.sa_layer_norm, kernels.lin1)
+        ff = kernels.lin1(h1, gelu=True, x_codes=h1_codes)
+        next_qkv = layers[i + 1][1].qkv if i + 1 < len(layers) else None
+        h, codes = layer_norm_feature_major(kernels.lin2(ff, residual=h1), block.output_layer_norm, next_qkv)
     out = torch.zeros(batch * seq, config.dim, dtype=h.dtype)
     out[index] = h.t()
     return out.view(batch, seq, config.dim)
