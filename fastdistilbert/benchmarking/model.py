@@ -1,5 +1,5 @@
 """End-to-end QA model benchmark: fastdistilbert (INT8 dense, INT8 80% block-sparse (4,1) and (1,4)) against
-HF PyTorch fp32, PyTorch dynamic INT8, ONNX Runtime INT8 and OpenVINO INT8 on the same weights.
+HF PyTorch fp32, PyTorch dynamic INT8, ONNX Runtime INT8, OpenVINO INT8 and DeepSparse INT8 on the same weights.
 
     fastdistilbert bench --json bench-results/model.json --plot bench-results/model.png
     (or: python benchmarks/bench_model.py ...)
@@ -8,7 +8,9 @@ The model is DistilBERT-base shaped (6 layers, dim 768, 12 heads, FFN 3072, voca
 weights; the sparse variants are made by one-shot block-magnitude pruning of its encoder Linears (speed does not
 depend on what the weights learned). Peers that are not installed are skipped with a note (`pip install .[bench]`).
 Peers run the dense weights: none of them exploits block sparsity on this CPU (checked for ONNX Runtime and
-OpenVINO; OpenVINO's sparse-weight option needs AMX).
+OpenVINO; OpenVINO's sparse-weight option needs AMX). DeepSparse 1.8.0, which does, runs in its own virtual
+environment (`benchmarks/setup_deepsparse.sh`) as a subprocess, on the dense and the (4,1)-pruned weights
+(`deepsparse_peer`); the notes record how far its start logits are from HF fp32 and what its own analysis saw.
 
 Each record: runtime, variant, seq, batch, seq_per_s, p50_ms, p90_ms (+ iterations), and the run's CPU, ISA,
 threads and versions. The summary gives each runtime's speed-up over the others at every point and the paper's
@@ -29,6 +31,7 @@ from transformers import DistilBertConfig, DistilBertForQuestionAnswering
 import fastdistilbert as fd
 
 from ..testing import prune_encoder_blocks
+from .deepsparse_peer import measure_deepsparse
 from .env import environment, summarize, time_calls
 from .peers import PEERS, PeerUnavailable, torch_runner
 
@@ -41,18 +44,21 @@ def base_shaped_model(seed: int = 0) -> DistilBertForQuestionAnswering:
     return DistilBertForQuestionAnswering(DistilBertConfig()).eval()
 
 
+def weight_variants(hf: DistilBertForQuestionAnswering, sparsity: float, blocks: list[tuple[int, int]],
+                    names: list[str]) -> dict:
+    """{variant: HF model}: the dense weights and one-shot block-pruned copies, keeping only `names` if given."""
+    builders = {"int8-dense": lambda: hf}
+    for block in blocks:
+        builders[f"int8-sparse{int(sparsity * 100)}-{block[0]}x{block[1]}"] = \
+            lambda block=block: prune_encoder_blocks(copy.deepcopy(hf), sparsity, block)
+    return {name: build() for name, build in builders.items() if not names or name in names}
+
+
 def our_variants(hf: DistilBertForQuestionAnswering, sparsity: float, names: list[str]) -> dict:
     """{variant: callable(ids, mask)} of our INT8 models (dense and block-sparse)."""
-    builders = {
-        "int8-dense": lambda: hf,
-        f"int8-sparse{int(sparsity * 100)}-4x1": lambda: prune_encoder_blocks(copy.deepcopy(hf), sparsity, (4, 1)),
-        f"int8-sparse{int(sparsity * 100)}-1x4": lambda: prune_encoder_blocks(copy.deepcopy(hf), sparsity, (1, 4)),
-    }
     variants = {}
-    for name, build in builders.items():
-        if names and name not in names:
-            continue
-        model = fd.convert_to_fast(build(), quantize=True).eval()
+    for name, weights in weight_variants(hf, sparsity, [(4, 1), (1, 4)], names).items():
+        model = fd.convert_to_fast(weights, quantize=True).eval()
         model.prepare_kernels()
         formats = sorted({r["format"] for r in model.kernel_report()})
         variants[name] = (torch_runner(model), formats)
@@ -163,7 +169,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--p90-bounds", default=DEFAULT_BOUNDS, help=f"seq:ms latency bounds (default {DEFAULT_BOUNDS})")
     p.add_argument("--sparsity", type=float, default=0.8)
     p.add_argument("--runtimes", default="", help="comma list of runtimes to run (default: all)")
-    p.add_argument("--variants", default="", help="comma list of our variants (default: all)")
+    p.add_argument("--variants", default="", help="comma list of our (and DeepSparse's) variants (default: all)")
     p.add_argument("--budget", type=float, default=3.0, help="seconds of timed calls per point (default 3)")
     p.add_argument("--throughput-batches", type=int, default=24,
                    help="batches (seq 128 x 8) streamed in the throughput-mode comparison; 0 skips it (default 24)")
@@ -186,10 +192,11 @@ def run(args) -> int:
     points = parse_points(args.points)
     bounds = {int(k): float(v) for k, v in (item.split(":") for item in args.p90_bounds.split(","))}
     wanted = set(filter(None, args.runtimes.split(",")))
+    variant_names = list(filter(None, args.variants.split(",")))
     hf = base_shaped_model()
     runners, notes = {}, []
     if not wanted or "fastdistilbert" in wanted:
-        for variant, (run, formats) in our_variants(hf, args.sparsity, list(filter(None, args.variants.split(",")))).items():
+        for variant, (run, formats) in our_variants(hf, args.sparsity, variant_names).items():
             runners[("fastdistilbert", variant)] = run
             notes.append(f"fastdistilbert {variant}: kernel formats {formats}, ISA {env['isa']}")
     with tempfile.TemporaryDirectory() as workdir:
@@ -200,9 +207,18 @@ def run(args) -> int:
                 runners[(name, "dense")] = build(hf, Path(workdir), args.threads)
             except PeerUnavailable as exc:
                 notes.append(f"{name} skipped: {exc}")
-        notes.append("deepsparse skipped: it needs its own virtual environment (deepsparse 1.8.0, onnx 1.14.1, "
-                     "numpy<2); not run by this script")
         records = []
+        if not wanted or "deepsparse" in wanted:
+            # DeepSparse times itself in its own process (see deepsparse_peer); the variant our sparse model uses.
+            try:
+                measured, ds_notes, version = measure_deepsparse(
+                    weight_variants(hf, args.sparsity, [(4, 1)], variant_names), Path(workdir), args.threads, points,
+                    args.budget)
+                ds_env = {**env, "versions": {**env["versions"], "deepsparse": version}}
+                records += [{"runtime": "deepsparse", **r, **ds_env} for r in measured]
+                notes += ds_notes
+            except PeerUnavailable as exc:
+                notes.append(f"deepsparse skipped: {exc}")
         g = torch.Generator().manual_seed(0)
         todo = [(seq, batch, key) for seq, batch in points for key in runners]
         for seq, batch, key in tqdm(todo, desc="benchmark", unit="point"):

@@ -33,6 +33,18 @@ def torch_dynamic_int8(hf_model, workdir: Path, threads: int):
                                                                dtype=torch.qint8))
 
 
+class QALogits(torch.nn.Module):
+    """A QA model as a function of (input_ids, attention_mask) -> (start_logits, end_logits), for ONNX export."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids, attention_mask):
+        out = self.inner(input_ids=input_ids, attention_mask=attention_mask)
+        return out.start_logits, out.end_logits
+
+
 def export_onnx(hf_model, path: Path) -> Path:
     """fp32 ONNX graph with dynamic batch and sequence axes (exported once per benchmark run)."""
     if path.exists():
@@ -44,17 +56,8 @@ def export_onnx(hf_model, path: Path) -> Path:
     ids = torch.ones(2, 16, dtype=torch.long)
     mask = torch.ones(2, 16, dtype=torch.long)
 
-    class Logits(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask):
-            out = self.inner(input_ids=input_ids, attention_mask=attention_mask)
-            return out.start_logits, out.end_logits
-
     batch, seq = torch.export.Dim("batch", min=1, max=256), torch.export.Dim("seq", min=2, max=512)
-    torch.onnx.export(Logits(hf_model.eval()), (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
+    torch.onnx.export(QALogits(hf_model.eval()), (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
                       output_names=["start_logits", "end_logits"], opset_version=18, dynamo=True,
                       dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
                       external_data=False)
