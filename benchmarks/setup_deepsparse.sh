@@ -21,5 +21,5 @@ fi
 import deepsparse, numpy, onnx
 from deepsparse.cpu import cpu_architecture
 print(f"deepsparse {deepsparse.__version__}, onnx {onnx.__version__}, numpy {numpy.__version__}, "
-      f"instruction set {cpu_architecture().isa}")
+      f"instruction set {cpu_architecture().isa}, VNNI {cpu_architecture().vnni}")
 PY
