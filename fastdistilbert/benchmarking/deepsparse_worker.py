@@ -43,9 +43,10 @@ def analyze(model: Path, variant: str, ids, threads: int) -> dict:
     from deepsparse import model_debug_analysis
 
     batch, seq = ids.shape
-    report = model_debug_analysis(str(engine_copy(model, f"{variant}-analysis", seq, batch)), [ids, np.ones_like(ids)],
-                                  batch_size=batch, num_cores=threads, num_iterations=2, num_warmup_iterations=1,
-                                  input_shapes=[[batch, seq], [batch, seq]])
+    graph = engine_copy(model, f"{variant}-analysis", seq, batch)
+    report = model_debug_analysis(str(graph), [ids, np.ones_like(ids)], batch_size=batch, num_cores=threads,
+                                  num_iterations=2, num_warmup_iterations=1, input_shapes=[[batch, seq], [batch, seq]])
+    graph.unlink()
     layers = report["layer_info"]
     quantized = {name for layer in layers for name in layer["canonical_name"].split(",")
                  if name.endswith("MatMul_output_0_quantized")}
@@ -73,8 +74,9 @@ def run(job: dict) -> dict:
         if ids.shape != (batch, seq) or ids.dtype != np.int64:
             raise ValueError(f"{point['inputs']}: expected int64 [{batch}, {seq}], got {ids.dtype} {list(ids.shape)}")
         inputs = [ids, np.ones_like(ids)]
-        engine = deepsparse.Engine(model=str(engine_copy(model, variant, seq, batch)), batch_size=batch,
-                                   num_cores=threads, input_shapes=[[batch, seq], [batch, seq]])
+        graph = engine_copy(model, variant, seq, batch)
+        engine = deepsparse.Engine(model=str(graph), batch_size=batch, num_cores=threads,
+                                   input_shapes=[[batch, seq], [batch, seq]])
         stats = summarize(time_calls(lambda: engine.run(inputs), budget_s=job["budget_s"]), batch)
         result["records"].append({"variant": variant, "seq": seq, "batch": batch, **stats,
                                   "fraction_of_supported_ops": engine.fraction_of_supported_ops})
@@ -83,6 +85,7 @@ def run(job: dict) -> dict:
             if job.get("analyze"):
                 result["analysis"][variant] = analyze(model, variant, ids, threads)
         del engine
+        graph.unlink()  # a full copy of the model per point: keep the work directory small
     return result
 
 
