@@ -18,15 +18,14 @@
 
 namespace fastdistilbert {
 
-at::Tensor attention_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t n_heads, double scaling) {
-  const char* op = "attention_fm";
+std::vector<int64_t> check_attention_args(const char* op, const at::Tensor& qkv, at::IntArrayRef lengths,
+                                          int64_t n_heads) {
   TORCH_CHECK(qkv.scalar_type() == at::kFloat, op, ": qkv must be float32, got ", qkv.scalar_type());
   TORCH_CHECK(qkv.dim() == 2 && qkv.is_contiguous(), op, ": qkv must be a contiguous 2-D [3 * dim, tokens] tensor, got ",
               qkv.sizes());
   TORCH_CHECK(n_heads > 0, op, ": n_heads must be positive, got ", n_heads);
   TORCH_CHECK(qkv.size(0) % (3 * n_heads) == 0, op, ": qkv has ", qkv.size(0), " rows, not 3 * dim with dim divisible by n_heads = ",
               n_heads);
-  const int64_t dim = qkv.size(0) / 3, head = dim / n_heads, T = qkv.size(1);
   std::vector<int64_t> first(lengths.size());
   int64_t total = 0;
   for (size_t i = 0; i < lengths.size(); ++i) {
@@ -34,7 +33,14 @@ at::Tensor attention_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t 
     first[i] = total;
     total += lengths[i];
   }
-  TORCH_CHECK(total == T, op, ": sequence lengths add up to ", total, " but qkv has ", T, " tokens");
+  TORCH_CHECK(total == qkv.size(1), op, ": sequence lengths add up to ", total, " but qkv has ", qkv.size(1), " tokens");
+  return first;
+}
+
+at::Tensor attention_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t n_heads, double scaling) {
+  const char* op = "attention_fm";
+  const std::vector<int64_t> first = check_attention_args(op, qkv, lengths, n_heads);
+  const int64_t dim = qkv.size(0) / 3, head = dim / n_heads, T = qkv.size(1);
   at::Tensor out = at::empty({dim, T}, qkv.options());
   const int64_t n_seq = int64_t(lengths.size());
   at::parallel_for(0, n_seq * n_heads, 1, [&](int64_t b, int64_t e) {

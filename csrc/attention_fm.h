@@ -4,6 +4,16 @@
 
 namespace fastdistilbert {
 
+#include <vector>
+
+// fp32 attention through ATen's BLAS (attention_fm.cpp).
 at::Tensor attention_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t n_heads, double scaling);
+
+// The same attention with INT8 matmuls on the active kernel variant (attention_int8.cpp).
+at::Tensor attention_int8_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t n_heads, double scaling);
+
+// Validates the shared arguments; returns each sequence's first token column.
+std::vector<int64_t> check_attention_args(const char* op, const at::Tensor& qkv, at::IntArrayRef lengths,
+                                          int64_t n_heads);
 
 }  // namespace fastdistilbert

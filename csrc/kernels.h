@@ -83,6 +83,10 @@ struct KernelTable {
   // LayerNorm over the K features of tokens [t0, t1) of x[K][T] into y[K][T] (layer_norm_tokens.inc).
   void (*layer_norm)(const float* x, int64_t K, int64_t T, int64_t t0, int64_t t1, const float* gamma,
                      const float* beta, double eps, float* y);
+  // Softmax over the rows of s[rows][cols] (row-major), in place, for the columns [c0, c1): per column
+  // m = max over rows, e = exp(max(s - m, -87)) (the epilogue's exp, erf_constants.h), p = e * (1 / sum e),
+  // sums sequential over rows. Used by the INT8 attention (keys are rows, queries columns).
+  void (*softmax_columns)(float* s, int64_t rows, int64_t cols, int64_t c0, int64_t c1);
   // Peak probe: runs `iters` iterations of a tight loop of independent dot products; returns the
   // number of u8 x s8 multiply-accumulates executed (a checksum is written to *sink).
   int64_t (*peak_loop)(int64_t iters, int32_t* sink);

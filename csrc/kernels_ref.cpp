@@ -78,6 +78,22 @@ static float erf_approx(float x) {
   return x < 0.0f ? -e : e;
 }
 
+static void softmax_columns(float* s, int64_t rows, int64_t cols, int64_t c0, int64_t c1) {
+  for (int64_t c = c0; c < c1; ++c) {
+    float top = s[c];
+    for (int64_t r = 1; r < rows; ++r) top = s[r * cols + c] > top ? s[r * cols + c] : top;
+    float sum = 0.0f;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float d = s[r * cols + c] - top;
+      const float e = exp_neg(d > -87.0f ? d : -87.0f);
+      sum += e;
+      s[r * cols + c] = e;
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t r = 0; r < rows; ++r) s[r * cols + c] = s[r * cols + c] * inv;
+  }
+}
+
 static void epilogue(const GemmParams& p, int64_t n, int64_t t, int32_t acc) {
   const int64_t o = n * p.T + t;
   if (p.out_acc) {
@@ -137,7 +153,7 @@ static int64_t peak_loop(int64_t iters, int32_t* sink) {
   return iters * 64;
 }
 
-const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, layer_norm_tokens, peak_loop};
+const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, layer_norm_tokens, softmax_columns, peak_loop};
 
 }  // namespace ref
 }  // namespace fastdistilbert

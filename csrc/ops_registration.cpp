@@ -77,6 +77,7 @@ TORCH_LIBRARY(fastdistilbert, m) {
   m.def("layer_norm_fm(Tensor x, Tensor gamma, Tensor beta, float eps) -> Tensor");
   m.def("layer_norm_quantize_fm(Tensor x, Tensor gamma, Tensor beta, float eps) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("attention_fm(Tensor qkv, int[] lengths, int n_heads, float scaling) -> Tensor");
+  m.def("attention_int8_fm(Tensor qkv, int[] lengths, int n_heads, float scaling) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
@@ -87,4 +88,5 @@ TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
   m.impl("layer_norm_fm", &fastdistilbert::layer_norm_fm);
   m.impl("layer_norm_quantize_fm", &fastdistilbert::layer_norm_quantize_fm);
   m.impl("attention_fm", &fastdistilbert::attention_fm);
+  m.impl("attention_int8_fm", &fastdistilbert::attention_int8_fm);
 }

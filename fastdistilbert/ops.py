@@ -158,6 +158,14 @@ def attention_fm(qkv: torch.Tensor, lengths: list[int], n_heads: int, scaling: f
     return torch.ops.fastdistilbert.attention_fm(qkv, list(lengths), n_heads, scaling)
 
 
+def attention_int8_fm(qkv: torch.Tensor, lengths: list[int], n_heads: int, scaling: float) -> torch.Tensor:
+    """`attention_fm` with INT8 matmuls on the active kernel variant: Q and the probabilities quantized per query
+    token (u8), K and V per key / per feature (s8 symmetric); softmax in fp32 (csrc/attention_int8.cpp)."""
+    if not warn_if_unavailable():
+        return R.attention_int8_fm(qkv, lengths, n_heads, scaling)
+    return torch.ops.fastdistilbert.attention_int8_fm(qkv, list(lengths), n_heads, scaling)
+
+
 def last_isa() -> str:
     """The kernel variant that executed the most recent GEMM in this process ("" before any)."""
     return str(torch.ops.fastdistilbert.last_isa()) if EXTENSION_AVAILABLE else "torch-reference"
@@ -193,6 +201,10 @@ if EXTENSION_AVAILABLE:
                 x.new_empty((x.shape[1],), dtype=torch.int32))
 
     @torch.library.register_fake("fastdistilbert::attention_fm")
+    def _(qkv, lengths, n_heads, scaling):
+        return qkv.new_empty((qkv.shape[0] // 3, qkv.shape[1]))
+
+    @torch.library.register_fake("fastdistilbert::attention_int8_fm")
     def _(qkv, lengths, n_heads, scaling):
         return qkv.new_empty((qkv.shape[0] // 3, qkv.shape[1]))
 

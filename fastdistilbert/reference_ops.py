@@ -307,17 +307,63 @@ def layer_norm_fm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps:
     return torch.nn.functional.layer_norm(x.t(), (x.shape[0],), gamma, beta, eps).t().contiguous()
 
 
-def attention_fm(qkv: torch.Tensor, lengths: list[int], n_heads: int, scaling: float) -> torch.Tensor:
-    """Self-attention of packed feature-major Q, K, V rows `[3*dim, tokens]`, one sequence and head at a time."""
+def _per_sequence_and_head(qkv: torch.Tensor, lengths: list[int], n_heads: int, attend) -> torch.Tensor:
+    """`attend(q, k, v) -> [head_dim, n]` on each (sequence, head) block of packed feature-major `qkv`."""
     dim = qkv.shape[0] // 3
     head = dim // n_heads
     out = torch.empty(dim, qkv.shape[1], dtype=qkv.dtype)
     first = 0
     for n in lengths:
         cols = slice(first, first + n)
-        for h in range(n_heads):
+        for h in range(n_heads if n else 0):
             q, k, v = (qkv[part * dim + h * head: part * dim + (h + 1) * head, cols] for part in range(3))
-            probs = torch.softmax((q.t() @ k) * scaling, dim=-1)
-            out[h * head:(h + 1) * head, cols] = v @ probs.t()
+            out[h * head:(h + 1) * head, cols] = attend(q, k, v)
         first += n
     return out
+
+
+def attention_fm(qkv: torch.Tensor, lengths: list[int], n_heads: int, scaling: float) -> torch.Tensor:
+    """Self-attention of packed feature-major Q, K, V rows `[3*dim, tokens]`, one sequence and head at a time."""
+    return _per_sequence_and_head(qkv, lengths, n_heads,
+                                  lambda q, k, v: v @ torch.softmax((q.t() @ k) * scaling, dim=-1).t())
+
+
+def _symmetric_rows(w: torch.Tensor, extra_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8 codes and fp32 scale per row of fp32 `w [N, K]`, as the INT8 attention quantizes K^T and V."""
+    amax = w.abs().amax(dim=1)
+    inv = torch.where(amax > 0, torch.tensor(127.0) / amax, torch.ones_like(amax))
+    scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax)) * torch.tensor(extra_scale, dtype=torch.float32)
+    return torch.clamp(torch.round(w * inv[:, None]), -127, 127).to(torch.int32), scale
+
+
+def _int8_matmul(codes_w: torch.Tensor, w_scale: torch.Tensor, x_q: torch.Tensor, x_scale: torch.Tensor,
+                 x_zp: torch.Tensor) -> torch.Tensor:
+    """The kernels' epilogue without bias: (acc - x_zp * wsum) * (x_scale * w_scale), exact int32 accumulators."""
+    acc = codes_w.to(torch.int64) @ x_q.to(torch.int64)
+    a = (acc - x_zp.to(torch.int64)[None, :] * codes_w.sum(1, dtype=torch.int64)[:, None]).to(torch.int32)
+    return a.to(torch.float32) * (x_scale[None, :] * w_scale[:, None])
+
+
+def softmax_columns(s: torch.Tensor) -> torch.Tensor:
+    """The kernels' softmax over the rows of `s [rows, cols]`: sequential sums, the epilogue's exp."""
+    top = s[0].clone()
+    for r in range(1, s.shape[0]):
+        top = torch.where(s[r] > top, s[r], top)
+    e = _exp_neg(torch.clamp(s - top, min=-87.0))
+    total = torch.zeros_like(top)
+    for r in range(s.shape[0]):
+        total = total + e[r]
+    return e * (torch.ones_like(total) / total)
+
+
+def attention_int8_fm(qkv: torch.Tensor, lengths: list[int], n_heads: int, scaling: float) -> torch.Tensor:
+    """csrc/attention_int8.cpp step by step (one sequence and head at a time); bit-identical to it."""
+    def attend(q, k, v):
+        q_codes, q_scale, q_zp = quantize_per_token(q.contiguous())
+        k_codes, k_scale = _symmetric_rows(k.t(), scaling)
+        probs = softmax_columns(_int8_matmul(k_codes, k_scale, q_codes, q_scale, q_zp))
+        p_codes, p_scale, p_zp = quantize_per_token(probs)
+        v_codes, v_scale = _symmetric_rows(v)
+        return _int8_matmul(v_codes, v_scale, p_codes, p_scale, p_zp)
+
+    return _per_sequence_and_head(qkv, lengths, n_heads, attend)

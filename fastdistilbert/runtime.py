@@ -6,7 +6,8 @@ weight rows and SIMD lanes run over tokens). The encoder is entered with one tra
 left with one scatter; in between, every Linear is a fused INT8 op:
 
     qkv  = linear(h, W_qkv)                      fused Q, K and V projections
-    attn = softmax(Q^T K * scale) per sequence and head (fp32, one op: csrc/attention_fm.cpp)
+    attn = softmax(Q^T K * scale) per sequence and head (fp32 BLAS: csrc/attention_fm.cpp, or INT8 matmuls:
+                                                     csrc/attention_int8.cpp when model.int8_attention)
     h1   = LayerNorm(linear(attn, W_out) + h)    residual fused into the epilogue
     ff   = linear(h1, W_lin1, gelu)              GELU fused into the epilogue
     h    = LayerNorm(linear(ff, W_lin2) + h1)    residual fused into the epilogue
@@ -131,9 +132,10 @@ def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     scaling = (config.dim // config.n_heads) ** -0.5
     layers = list(zip(model.transformer.layer, model.int8_kernels()))
     codes = None  # per-token INT8 codes of h, made by the LayerNorm that produced it
+    attend = ops.attention_int8_fm if getattr(model, "int8_attention", False) else ops.attention_fm
     for i, (block, kernels) in enumerate(layers):
         qkv = kernels.qkv(h, x_codes=codes)
-        ctx = ops.attention_fm(qkv, lengths, config.n_heads, scaling)
+        ctx = attend(qkv, lengths, config.n_heads, scaling)
         h1, h1_codes = layer_norm_feature_major(kernels.out(ctx, residual=h), block.sa_layer_norm, kernels.lin1)
         ff = kernels.lin1(h1, gelu=True, x_codes=h1_codes)
         next_qkv = layers[i + 1][1].qkv if i + 1 < len(layers) else None

@@ -265,6 +265,30 @@ def test_attention_fm_matches_reference_per_sequence_and_head():
     torch.library.opcheck(torch.ops.fastdistilbert.attention_fm.default, (qkv, lengths, heads, 0.35))
 
 
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
+def test_attention_int8_fm_is_its_reference_exactly_on_every_isa(isa):
+    """Integer-exact GEMMs and the same fp32 steps: bit-identical to the step-by-step reference, per ISA."""
+    g = torch.Generator().manual_seed(12)
+    dim, heads, lengths = 24, 3, [5, 0, 9, 1, 19, 33]
+    qkv = torch.randn(3 * dim, sum(lengths), generator=g) * 2
+    qkv[dim:2 * dim, 3] = 0.0  # an all-zero key column: scale 1, codes 0
+    with forced_isa(isa):
+        got = ops.attention_int8_fm(qkv, lengths, heads, 0.35)
+    assert torch.equal(got, R.attention_int8_fm(qkv, lengths, heads, 0.35))
+    fp32 = R.attention_fm(qkv, lengths, heads, 0.35)
+    relative = ((got - fp32).norm() / fp32.norm()).item()
+    assert relative <= 0.02, relative  # INT8 rounding, not a different attention
+
+
+def test_attention_int8_fm_opcheck_and_non_finite_input():
+    qkv = torch.randn(72, 12)
+    torch.library.opcheck(torch.ops.fastdistilbert.attention_int8_fm.default, (qkv, [5, 7], 3, 0.5))
+    qkv[3, 4] = float("inf")
+    with pytest.raises(RuntimeError, match="NaN or Inf"):
+        ops.attention_int8_fm(qkv, [5, 7], 3, 0.5)
+
+
+@pytest.mark.parametrize("op", ["attention_fm", "attention_int8_fm"])
 @pytest.mark.parametrize("qkv, lengths, heads, match", [
     (torch.randn(72, 10).double(), [10], 3, "float32"),
     (torch.randn(70, 10), [10], 3, "divisible by n_heads"),
@@ -272,6 +296,6 @@ def test_attention_fm_matches_reference_per_sequence_and_head():
     (torch.randn(72, 10), [11, -1], 3, ">= 0"),
     (torch.randn(72, 10), [10], 0, "positive"),
 ])
-def test_attention_fm_bad_input(qkv, lengths, heads, match):
+def test_attention_bad_input(op, qkv, lengths, heads, match):
     with pytest.raises(RuntimeError, match=match):
-        ops.attention_fm(qkv, lengths, heads, 0.5)
+        getattr(ops, op)(qkv, lengths, heads, 0.5)
