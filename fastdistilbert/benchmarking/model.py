@@ -212,7 +212,7 @@ def run(args) -> int:
             # DeepSparse times itself in its own process (see deepsparse_peer); the variant our sparse model uses.
             try:
                 measured, ds_notes, version = measure_deepsparse(
-                    weight_variants(hf, args.sparsity, [(4, 1)], variant_names), Path(workdir), args.threads, points,
+                    weight_variants(hf, args.sparsity, [(4, 1), (1, 4)], variant_names), Path(workdir), args.threads, points,
                     args.budget)
                 ds_env = {**env, "versions": {**env["versions"], "deepsparse": version}}
                 records += [{"runtime": "deepsparse", **r, **ds_env} for r in measured]
