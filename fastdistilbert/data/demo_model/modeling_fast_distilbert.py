@@ -1,0 +1,8 @@
+"""auto_map shim: resolves the Fast model classes from the installed fastdistilbert package.
+
+`trust_remote_code=True` loads this file in a process that never imported fastdistilbert. The package itself
+must be installed (`pip install fastdistilbert`): its C++ kernels cannot ship as remote code.
+"""
+from fastdistilbert.modeling_fast_distilbert import FastDistilBertForQuestionAnswering, FastDistilBertModel
+
+__all__ = ["FastDistilBertModel", "FastDistilBertForQuestionAnswering"]
