@@ -211,6 +211,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token(const at::Tens
   return {q, scale, zp};
 }
 
+at::Tensor quantize_per_tensor_fm(const at::Tensor& x, double scale, int64_t zero_point) {
+  const char* op = "quantize_per_tensor_fm";
+  TORCH_CHECK(x.scalar_type() == at::kFloat, op, ": x must be float32, got ", x.scalar_type());
+  TORCH_CHECK(x.is_contiguous(), op, ": x must be contiguous");
+  TORCH_CHECK(std::isfinite(scale) && scale > 0, op, ": scale must be a positive finite number, got ", scale);
+  TORCH_CHECK(zero_point >= 0 && zero_point <= 255, op, ": zero_point must be in [0, 255], got ", zero_point);
+  at::Tensor q = at::empty_like(x, x.options().dtype(at::kByte));
+  const float* xs = x.data_ptr<float>();
+  uint8_t* qd = q.data_ptr<uint8_t>();
+  const KernelTable& k = active_kernels();
+  std::atomic<bool> finite{true};
+  at::parallel_for(0, (x.numel() + 4095) / 4096, 1, [&](int64_t b, int64_t e) {
+    const int64_t i0 = b * 4096, i1 = std::min(x.numel(), e * 4096);
+    if (!k.quantize_static(xs + i0, i1 - i0, float(scale), float(zero_point), qd + i0)) finite = false;
+  });
+  TORCH_CHECK(finite.load(), op, ": x contains NaN or Inf; activations must be finite");
+  return q;
+}
+
 at::Tensor dynamic_quantized_linear(const at::Tensor& x, const at::Tensor& packed, int64_t out_features, bool gelu,
                                     const std::optional<at::Tensor>& residual) {
   const char* op = "dynamic_quantized_linear";

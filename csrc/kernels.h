@@ -80,6 +80,9 @@ struct KernelTable {
   // Returns 0 (outputs unspecified) when any value of those tokens is NaN or Inf, 1 otherwise.
   int32_t (*quantize_per_token)(const float* x, int64_t K, int64_t T, int64_t t0, int64_t t1, float* scale,
                                 int32_t* zp, uint8_t* q);
+  // Static per-tensor u8 quantization of n fp32 values: q = clamp(rne(x / scale) + zp, 0, 255), the steps of
+  // fastdistilbert/quantization.py::quantize_activation. Returns 0 when a value is NaN or Inf, 1 otherwise.
+  int32_t (*quantize_static)(const float* x, int64_t n, float scale, float zp, uint8_t* q);
   // LayerNorm over the K features of tokens [t0, t1) of x[K][T] into y[K][T] (layer_norm_tokens.inc).
   void (*layer_norm)(const float* x, int64_t K, int64_t T, int64_t t0, int64_t t1, const float* gamma,
                      const float* beta, double eps, float* y);

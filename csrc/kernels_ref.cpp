@@ -143,6 +143,14 @@ static int32_t quantize_per_token(const float* x, int64_t K, int64_t T, int64_t 
 
 #include "layer_norm_tokens.inc"
 
+static int32_t quantize_static(const float* x, int64_t n, float scale, float zp, uint8_t* q) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(x[i])) return 0;
+    q[i] = uint8_t(int32_t(clamp_code(std::nearbyint(x[i] / scale) + zp)));
+  }
+  return 1;
+}
+
 static int64_t peak_loop(int64_t iters, int32_t* sink) {
   uint8_t a[64];
   int8_t b[64];
@@ -153,7 +161,7 @@ static int64_t peak_loop(int64_t iters, int32_t* sink) {
   return iters * 64;
 }
 
-const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, layer_norm_tokens, softmax_columns, peak_loop};
+const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, quantize_static, layer_norm_tokens, softmax_columns, peak_loop};
 
 }  // namespace ref
 }  // namespace fastdistilbert

@@ -70,6 +70,7 @@ TORCH_LIBRARY(fastdistilbert, m) {
       "dynamic_quantized_linear(Tensor x, Tensor packed, SymInt out_features, bool gelu=False, "
       "Tensor? residual=None) -> Tensor");
   m.def("quantize_per_token(Tensor x) -> (Tensor, Tensor, Tensor)");
+  m.def("quantize_per_tensor_fm(Tensor x, float scale, int zero_point) -> Tensor");
   m.def("quantized_linear_accumulators(Tensor x_q, Tensor packed, SymInt out_features, str isa=\"\") -> Tensor");
   m.def("last_isa() -> str", &fastdistilbert::last_isa);
   m.def("set_output_sentinel(int byte) -> ()", &fastdistilbert::set_output_sentinel);
@@ -84,6 +85,7 @@ TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
   m.impl("quantized_linear", &fastdistilbert::quantized_linear);
   m.impl("dynamic_quantized_linear", &fastdistilbert::dynamic_quantized_linear);
   m.impl("quantize_per_token", &fastdistilbert::quantize_per_token);
+  m.impl("quantize_per_tensor_fm", &fastdistilbert::quantize_per_tensor_fm);
   m.impl("quantized_linear_accumulators", &fastdistilbert::quantized_linear_accumulators);
   m.impl("layer_norm_fm", &fastdistilbert::layer_norm_fm);
   m.impl("layer_norm_quantize_fm", &fastdistilbert::layer_norm_quantize_fm);

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import quantization as Q
 from . import reference_ops as R
 from ._extension import EXTENSION_AVAILABLE, warn_if_unavailable
 
@@ -141,6 +142,13 @@ def layer_norm_fm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps:
     return torch.ops.fastdistilbert.layer_norm_fm(x, gamma, beta, eps)
 
 
+def quantize_per_tensor(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
+    """uint8 codes of fp32 `x` with one static scale / zero point (quantization.quantize_activation), vectorized."""
+    if not warn_if_unavailable():
+        return Q.quantize_activation(x, torch.tensor(scale, dtype=torch.float32), torch.tensor(zero_point))
+    return torch.ops.fastdistilbert.quantize_per_tensor_fm(x, scale, zero_point)
+
+
 def layer_norm_quantize_fm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-12):
     """`layer_norm_fm(x)` and its per-token quantization in one pass: (y fp32 [K, T], uint8 codes [K, T],
     scale [T], zero point [T]), each exactly what `layer_norm_fm` and `quantize_per_token(y)` return."""
@@ -194,6 +202,10 @@ if EXTENSION_AVAILABLE:
     def _(x):
         return (x.new_empty(x.shape, dtype=torch.uint8), x.new_empty((x.shape[1],), dtype=torch.float32),
                 x.new_empty((x.shape[1],), dtype=torch.int32))
+
+    @torch.library.register_fake("fastdistilbert::quantize_per_tensor_fm")
+    def _(x, scale, zero_point):
+        return torch.empty_like(x, dtype=torch.uint8)
 
     @torch.library.register_fake("fastdistilbert::layer_norm_quantize_fm")
     def _(x, gamma, beta, eps):

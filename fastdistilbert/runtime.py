@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import torch
 
-from . import quantization as Q
 
 
 @dataclass
@@ -43,7 +42,7 @@ class LinearKernel:
             if x_codes is not None:
                 return ops.quantized_linear(*x_codes, self.packed, gelu=gelu, residual=residual)
             return ops.dynamic_quantized_linear(x, self.packed, gelu=gelu, residual=residual)
-        x_q = Q.quantize_activation(x, self.input_scale, self.input_zero_point)  # per-tensor: layout-free
+        x_q = ops.quantize_per_tensor(x, float(self.input_scale), int(self.input_zero_point))  # layout-free
         return ops.quantized_linear(x_q, self.input_scale.reshape(1), self.input_zero_point.reshape(1), self.packed,
                                     gelu=gelu, residual=residual)
 

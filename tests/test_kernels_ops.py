@@ -299,3 +299,24 @@ def test_attention_int8_fm_opcheck_and_non_finite_input():
 def test_attention_bad_input(op, qkv, lengths, heads, match):
     with pytest.raises(RuntimeError, match=match):
         getattr(ops, op)(qkv, lengths, heads, 0.5)
+
+
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
+@pytest.mark.parametrize("shape", [(1,), (37, 5), (384, 130)])
+def test_quantize_per_tensor_is_the_shared_math_exactly(isa, shape):
+    """The static activation path's vectorized codes equal quantization.quantize_activation, tails included."""
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(shape[0])) * 6
+    scale, zp = torch.tensor(0.037), torch.tensor(131, dtype=torch.int32)
+    with forced_isa(isa):
+        got = ops.quantize_per_tensor(x, float(scale), int(zp))
+    assert torch.equal(got, Q.quantize_activation(x, scale, zp))
+
+
+def test_quantize_per_tensor_bad_input():
+    with pytest.raises(RuntimeError, match="NaN or Inf"):
+        ops.quantize_per_tensor(torch.tensor([1.0, float("nan")]), 0.1, 3)
+    with pytest.raises(RuntimeError, match="scale must be a positive"):
+        ops.quantize_per_tensor(torch.ones(3), 0.0, 3)
+    with pytest.raises(RuntimeError, match="zero_point must be in"):
+        ops.quantize_per_tensor(torch.ones(3), 0.1, 300)
+    torch.library.opcheck(torch.ops.fastdistilbert.quantize_per_tensor_fm.default, (torch.randn(8, 3), 0.1, 3))
