@@ -1,8 +1,6 @@
 """Compact word embeddings (int8 codes + one fp32 scale per row): formula, bit-identical round trips, file size,
 remote code, the HF peer, and clear errors on corrupt checkpoints."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from transformers import AutoModelForQuestionAnswering
 import fastdistilbert as fd
 from fastdistilbert.conversion import to_hf_distilbert
 from fastdistilbert.testing import tiny_distilbert_qa
+from remote_code_support import assert_remote_code_reload_is_identical
 
 IDS = torch.randint(0, 97, (2, 13), generator=torch.Generator().manual_seed(5))
 EMBEDDINGS = "distilbert.embeddings.word_embeddings"
@@ -142,24 +141,9 @@ def test_hf_peer_computes_with_the_dequantized_embeddings(saved_compact, tmp_pat
     assert torch.equal(int8_hf.distilbert.embeddings.word_embeddings.weight, dequantized)
 
 
-def test_remote_code_loads_a_compact_checkpoint_in_a_fresh_process(saved_compact):
-    model = fd.FastDistilBertForQuestionAnswering.from_pretrained(saved_compact).eval()
-    torch.save(_logits(model), saved_compact / "expected.pt")  # a test artefact, not part of the checkpoint
-    script = f"""
-import sys, torch
-from transformers import AutoModelForQuestionAnswering
-assert "fastdistilbert" not in sys.modules
-m = AutoModelForQuestionAnswering.from_pretrained({str(saved_compact)!r}, trust_remote_code=True).eval()
-assert type(m).__name__ == "FastDistilBertForQuestionAnswering", type(m)
-ids = torch.randint(0, 97, (2, 13), generator=torch.Generator().manual_seed(5))
-with torch.no_grad():
-    out = m(input_ids=ids)
-start, end = torch.load({str(saved_compact / "expected.pt")!r})
-assert torch.equal(out.start_logits, start) and torch.equal(out.end_logits, end), "logits differ"
-print("OK")
-"""
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+def test_remote_code_loads_a_compact_checkpoint_in_a_fresh_process(saved_compact, tmp_path):
+    model = fd.FastDistilBertForQuestionAnswering.from_pretrained(saved_compact)
+    assert_remote_code_reload_is_identical(saved_compact, model, tmp_path)
 
 
 # ---- corrupt checkpoints -------------------------------------------------------------------------------

@@ -1,7 +1,5 @@
 """save_pretrained / from_pretrained: safetensors only, identical logits, Auto classes, remote-code shims."""
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -9,6 +7,7 @@ from transformers import AutoModelForQuestionAnswering, BertConfig, BertForQuest
 
 import fastdistilbert as fd
 from fastdistilbert.testing import tiny_distilbert_qa
+from remote_code_support import assert_remote_code_reload_is_identical
 
 IDS = torch.randint(0, 97, (2, 13), generator=torch.Generator().manual_seed(5))
 
@@ -73,21 +72,7 @@ def test_bert_checkpoint_converts_on_load(tmp_path):
 def test_remote_code_loads_in_a_process_that_never_imported_fastdistilbert(tmp_path):
     model = fd.convert_to_fast(tiny_distilbert_qa(seed=6), quantize=True).eval()
     model.save_pretrained(tmp_path)
-    torch.save(_logits(model)[0], tmp_path / "expected.pt")  # a test artefact, not part of the checkpoint
-    script = f"""
-import sys, torch
-from transformers import AutoModelForQuestionAnswering
-assert "fastdistilbert" not in sys.modules
-m = AutoModelForQuestionAnswering.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()
-assert type(m).__name__ == "FastDistilBertForQuestionAnswering", type(m)
-ids = torch.randint(0, 97, (2, 13), generator=torch.Generator().manual_seed(5))
-with torch.no_grad():
-    got = m(input_ids=ids).start_logits
-assert torch.equal(got, torch.load({str(tmp_path / "expected.pt")!r})), "logits differ"
-print("OK")
-"""
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+    assert_remote_code_reload_is_identical(tmp_path, model, tmp_path)
 
 
 def test_resave_after_remote_code_load_keeps_shims(tmp_path):
