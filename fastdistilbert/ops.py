@@ -212,13 +212,11 @@ if EXTENSION_AVAILABLE:
         return (torch.empty_like(x), torch.empty_like(x, dtype=torch.uint8), x.new_empty((x.shape[1],)),
                 x.new_empty((x.shape[1],), dtype=torch.int32))
 
-    @torch.library.register_fake("fastdistilbert::attention_fm")
-    def _(qkv, lengths, n_heads, scaling):
+    def _attention_context(qkv, lengths, n_heads, scaling):
         return qkv.new_empty((qkv.shape[0] // 3, qkv.shape[1]))
 
-    @torch.library.register_fake("fastdistilbert::attention_int8_fm")
-    def _(qkv, lengths, n_heads, scaling):
-        return qkv.new_empty((qkv.shape[0] // 3, qkv.shape[1]))
+    for _name in ("attention_fm", "attention_int8_fm"):  # the same shape contract, fp32 or INT8 matmuls
+        torch.library.register_fake(f"fastdistilbert::{_name}")(_attention_context)
 
     @torch.library.register_fake("fastdistilbert::layer_norm_fm")
     def _(x, gamma, beta, eps):
