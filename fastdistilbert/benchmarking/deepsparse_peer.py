@@ -163,7 +163,7 @@ def measure_deepsparse(hf_variants: dict, workdir: Path, threads: int, points: l
                        budget_s: float) -> tuple[list[dict], list[str], str]:
     """Time DeepSparse on every {variant: HF QA model} at every point: (records, notes, deepsparse version)."""
     if not hf_variants:
-        raise PeerUnavailable("none of the selected --variants is one DeepSparse runs (int8-dense, int8-sparse*-4x1)")
+        raise PeerUnavailable("none of the selected --variants is one DeepSparse runs (int8-dense, int8-sparse*-4x1, int8-sparse*-1x4)")
     python = deepsparse_python()
     models = {variant: quantize_for_deepsparse(hf, workdir, variant) for variant, hf in hf_variants.items()}
     job, inputs = build_job(models, points, threads, budget_s, workdir)

@@ -9,7 +9,7 @@ weights; the sparse variants are made by one-shot block-magnitude pruning of its
 depend on what the weights learned). Peers that are not installed are skipped with a note (`pip install .[bench]`).
 Peers run the dense weights: none of them exploits block sparsity on this CPU (checked for ONNX Runtime and
 OpenVINO; OpenVINO's sparse-weight option needs AMX). DeepSparse 1.8.0, which does, runs in its own virtual
-environment (`benchmarks/setup_deepsparse.sh`) as a subprocess, on the dense and the (4,1)-pruned weights
+environment (`benchmarks/setup_deepsparse.sh`) as a subprocess, on the dense, (4,1)- and (1,4)-pruned weights
 (`deepsparse_peer`); the notes record how far its start logits are from HF fp32 and what its own analysis saw.
 
 Each record: runtime, variant, seq, batch, seq_per_s, p50_ms, p90_ms (+ iterations), and the run's CPU, ISA,
