@@ -88,6 +88,10 @@ def main(out_dir: str) -> None:
         "broadcast_digest": _digest(own),
     }
     (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(report))
+    # Tear gloo down before interpreter exit: left to process teardown, its threads can be destroyed while still
+    # joinable, and the process aborts ("terminate called without an active exception") after the work is done.
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
