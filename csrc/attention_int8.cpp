@@ -91,6 +91,7 @@ void int8_gemm(const KernelTable& k, const DenseWeight& w, const uint8_t* codes,
   p.wsum = w.wsum.data();
   p.xp = xp.data();
   p.T = T, p.Tp = Tp;
+  p.ld = T;
   p.x_scale = scale_p.data();
   p.x_zp = zp_p.data();
   p.out_f32 = out;

@@ -19,12 +19,16 @@ std::atomic<const char*> g_last_isa{""};
 // element a kernel forgot to write shows up as a mismatch.
 std::atomic<int> g_output_sentinel{-1};
 
+}  // namespace
+
 at::Tensor new_output(int64_t N, int64_t T, at::ScalarType dtype) {
   at::Tensor out = at::empty({N, T}, at::TensorOptions().dtype(dtype));
   const int fill = g_output_sentinel.load();
   if (fill >= 0 && out.numel() > 0) std::memset(out.data_ptr(), fill, out.nbytes());
   return out;
 }
+
+namespace {
 
 // Largest K whose accumulators cannot overflow int32: K * 255 * 127 < 2^31.
 constexpr int64_t kMaxK = 66000;
@@ -51,6 +55,25 @@ at::Tensor per_token(const at::Tensor& v, int64_t tokens, int64_t Tp, T fill, at
   return out;
 }
 
+}  // namespace
+
+at::Tensor pack_activations(const KernelTable& k, GemmParams& p, const at::Tensor& x, bool flip_sign) {
+  g_last_isa.store(k.name);
+  const int64_t rows = p.pattern == k4x1 ? p.K : p.Kp;
+  at::Tensor xp = at::empty({rows * p.Tp}, at::TensorOptions().dtype(at::kByte));
+  const uint8_t* xsrc = static_cast<const uint8_t*>(x.data_ptr());
+  uint8_t* xdst = xp.data_ptr<uint8_t>();
+  // Whole chunks per thread (a chunk is token_align(4x1) tokens, the SIMD variants' panel width).
+  const int64_t chunk = k.token_align(k4x1);
+  at::parallel_for(0, (p.Tp + chunk - 1) / chunk, 1, [&](int64_t b, int64_t e) {
+    k.pack_x(xsrc, p.K, p.T, flip_sign, p.pattern, xdst, p.Tp, b * chunk, std::min(p.Tp, e * chunk));
+  });
+  p.xp = xdst;
+  return xp;
+}
+
+namespace {
+
 struct Work {
   int64_t groups_per_block, n_row_blocks, tokens_per_tile, n_token_tiles;
 };
@@ -76,18 +99,8 @@ Work plan_work(const GemmParams& p, int64_t align) {
 // Packs the activations with the variant's layout and runs the GEMM over all (row block x token tile)
 // items. `x_u8` holds u8 codes (or s8 codes when flip_sign).
 void run_gemm(const KernelTable& k, GemmParams& p, const at::Tensor& x, bool flip_sign) {
-  g_last_isa.store(k.name);
+  at::Tensor xp = pack_activations(k, p, x, flip_sign);
   const int64_t align = k.token_align(p.pattern);
-  const int64_t rows = p.pattern == k4x1 ? p.K : p.Kp;
-  at::Tensor xp = at::empty({rows * p.Tp}, at::TensorOptions().dtype(at::kByte));
-  const uint8_t* xsrc = static_cast<const uint8_t*>(x.data_ptr());
-  uint8_t* xdst = xp.data_ptr<uint8_t>();
-  // Whole chunks per thread (a chunk is token_align(4x1) tokens, the SIMD variants' panel width).
-  const int64_t chunk = k.token_align(k4x1);
-  at::parallel_for(0, (p.Tp + chunk - 1) / chunk, 1, [&](int64_t b, int64_t e) {
-    k.pack_x(xsrc, p.K, p.T, flip_sign, p.pattern, xdst, p.Tp, b * chunk, std::min(p.Tp, e * chunk));
-  });
-  p.xp = xdst;
   const Work w = plan_work(p, align);
   const int64_t G = p.Np / 4;
   at::parallel_for(0, w.n_row_blocks * w.n_token_tiles, 1, [&](int64_t b, int64_t e) {
@@ -100,12 +113,20 @@ void run_gemm(const KernelTable& k, GemmParams& p, const at::Tensor& x, bool fli
   });
 }
 
-// Common front half of quantized_linear / dynamic_quantized_linear: parsed weight + activation
-// parameters padded per token.
-struct Prepared {
-  GemmParams p{};
-  at::Tensor x_scale, x_zp;
-};
+}  // namespace
+
+Prepared prepare(const KernelTable& k, const at::Tensor& x, const at::Tensor& packed, const char* op) {
+  Prepared prep;
+  parse_packed_weight(packed, prep.p, op);
+  check_activations(x, prep.p, op);
+  prep.p.T = x.size(1);
+  prep.p.ld = prep.p.T;
+  const int64_t align = k.token_align(prep.p.pattern);
+  prep.p.Tp = (prep.p.T + align - 1) / align * align;
+  return prep;
+}
+
+namespace {
 
 at::Tensor linear_core(const KernelTable& k, Prepared& prep, const at::Tensor& x, bool flip_sign, int64_t out_features,
                        bool gelu, const std::optional<at::Tensor>& residual, std::optional<double> out_scale,
@@ -146,26 +167,12 @@ at::Tensor linear_core(const KernelTable& k, Prepared& prep, const at::Tensor& x
   return out;
 }
 
-Prepared prepare(const KernelTable& k, const at::Tensor& x, const at::Tensor& packed, const char* op) {
-  Prepared prep;
-  parse_packed_weight(packed, prep.p, op);
-  check_activations(x, prep.p, op);
-  prep.p.T = x.size(1);
-  const int64_t align = k.token_align(prep.p.pattern);
-  prep.p.Tp = (prep.p.T + align - 1) / align * align;
-  return prep;
-}
-
 }  // namespace
 
-at::Tensor quantized_linear(const at::Tensor& x_q, const at::Tensor& x_scale, const at::Tensor& x_zero_point,
-                            const at::Tensor& packed, int64_t out_features, bool gelu,
-                            const std::optional<at::Tensor>& residual, std::optional<double> out_scale,
-                            std::optional<int64_t> out_zero_point) {
-  const char* op = "quantized_linear";
+Prepared prepare_quantized(const KernelTable& k, const at::Tensor& x_q, const at::Tensor& x_scale,
+                           const at::Tensor& x_zero_point, const at::Tensor& packed, const char* op) {
   TORCH_CHECK(x_q.scalar_type() == at::kByte || x_q.scalar_type() == at::kChar, op,
               ": x_q must be uint8 or int8, got ", x_q.scalar_type());
-  const KernelTable& k = active_kernels();
   Prepared prep = prepare(k, x_q, packed, op);
   const bool s8 = x_q.scalar_type() == at::kChar;
   const int64_t T = prep.p.T;
@@ -183,7 +190,18 @@ at::Tensor quantized_linear(const at::Tensor& x_q, const at::Tensor& x_scale, co
                            prep.x_zp.narrow(0, 0, T).max().item<int32_t>() <= 255),
                 op, ": x_zero_point must be in [0, 255]");
   }
-  return linear_core(k, prep, x_q, s8, out_features, gelu, residual, out_scale, out_zero_point, op);
+  return prep;
+}
+
+at::Tensor quantized_linear(const at::Tensor& x_q, const at::Tensor& x_scale, const at::Tensor& x_zero_point,
+                            const at::Tensor& packed, int64_t out_features, bool gelu,
+                            const std::optional<at::Tensor>& residual, std::optional<double> out_scale,
+                            std::optional<int64_t> out_zero_point) {
+  const char* op = "quantized_linear";
+  const KernelTable& k = active_kernels();
+  Prepared prep = prepare_quantized(k, x_q, x_scale, x_zero_point, packed, op);
+  return linear_core(k, prep, x_q, x_q.scalar_type() == at::kChar, out_features, gelu, residual, out_scale,
+                     out_zero_point, op);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token(const at::Tensor& x) {

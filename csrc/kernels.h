@@ -53,7 +53,10 @@ struct GemmParams {
   int64_t T, Tp;            // tokens, padded token stride of xp
   const float* x_scale;     // [Tp], per token (a per-tensor scale is broadcast by the caller)
   const int32_t* x_zp;      // [Tp]
-  // Epilogue.
+  // Epilogue. Output and residual element (n, t) live at [n * ld + t + out_shift]: ld = T and out_shift = 0
+  // for a whole [N][T] tensor; the fused feed-forward writes a token block into a scratch panel
+  // (out_shift = -first token) or a block's rows into the full tensor (out_shift = +first token).
+  int64_t ld, out_shift;
   int32_t gelu;
   const float* residual;    // [N][T] or nullptr
   float* out_f32;           // [N][T] (fp32 output) or nullptr

@@ -95,7 +95,7 @@ static void softmax_columns(float* s, int64_t rows, int64_t cols, int64_t c0, in
 }
 
 static void epilogue(const GemmParams& p, int64_t n, int64_t t, int32_t acc) {
-  const int64_t o = n * p.T + t;
+  const int64_t o = n * p.ld + t + p.out_shift;
   if (p.out_acc) {
     p.out_acc[o] = acc;
     return;

@@ -7,6 +7,7 @@
 #include "attention_fm.h"
 #include "cpu_features.h"
 #include "dispatch.h"
+#include "feed_forward_fm.h"
 #include "gemm_ops.h"
 #include "layer_norm_fm.h"
 
@@ -71,6 +72,9 @@ TORCH_LIBRARY(fastdistilbert, m) {
       "Tensor? residual=None) -> Tensor");
   m.def("quantize_per_token(Tensor x) -> (Tensor, Tensor, Tensor)");
   m.def("quantize_per_tensor_fm(Tensor x, float scale, int zero_point) -> Tensor");
+  m.def(
+      "feed_forward_fm(Tensor x_q, Tensor x_scale, Tensor x_zero_point, Tensor packed1, Tensor packed2, "
+      "Tensor residual) -> Tensor");
   m.def("quantized_linear_accumulators(Tensor x_q, Tensor packed, SymInt out_features, str isa=\"\") -> Tensor");
   m.def("last_isa() -> str", &fastdistilbert::last_isa);
   m.def("set_output_sentinel(int byte) -> ()", &fastdistilbert::set_output_sentinel);
@@ -86,6 +90,7 @@ TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
   m.impl("dynamic_quantized_linear", &fastdistilbert::dynamic_quantized_linear);
   m.impl("quantize_per_token", &fastdistilbert::quantize_per_token);
   m.impl("quantize_per_tensor_fm", &fastdistilbert::quantize_per_tensor_fm);
+  m.impl("feed_forward_fm", &fastdistilbert::feed_forward_fm);
   m.impl("quantized_linear_accumulators", &fastdistilbert::quantized_linear_accumulators);
   m.impl("layer_norm_fm", &fastdistilbert::layer_norm_fm);
   m.impl("layer_norm_quantize_fm", &fastdistilbert::layer_norm_quantize_fm);

@@ -118,6 +118,17 @@ def dynamic_quantized_linear(x: torch.Tensor, packed: torch.Tensor, *, gelu: boo
         x, packed, _out_features(packed, out_features, residual), gelu, residual)
 
 
+def feed_forward_fm(x_q: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Tensor, packed1: torch.Tensor,
+                    packed2: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """The encoder's feed-forward block in one op: `dynamic_quantized_linear(quantized_linear(x_q, x_scale,
+    x_zero_point, packed1, gelu=True), packed2, residual=residual)`, bit-identical, computed per block of tokens
+    so the `[ffn_dim, tokens]` intermediate never leaves the cache. `x_q [K, T]` uint8 per-token codes."""
+    if not warn_if_unavailable():
+        hidden = R.quantized_linear(x_q, x_scale, x_zero_point, packed1, gelu=True)
+        return R.dynamic_quantized_linear(hidden, packed2, residual=residual)
+    return torch.ops.fastdistilbert.feed_forward_fm(x_q, x_scale, x_zero_point, packed1, packed2, residual)
+
+
 def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(uint8 codes [K, T], fp32 scale [T], int32 zero point [T]) of feature-major fp32 `x [K, T]`."""
     if not warn_if_unavailable():
@@ -197,6 +208,10 @@ if EXTENSION_AVAILABLE:
     @torch.library.register_fake("fastdistilbert::dynamic_quantized_linear")
     def _(x, packed, out_features, gelu=False, residual=None):
         return x.new_empty((out_features, x.shape[1]), dtype=torch.float32)
+
+    @torch.library.register_fake("fastdistilbert::feed_forward_fm")
+    def _(x_q, x_scale, x_zero_point, packed1, packed2, residual):
+        return torch.empty_like(residual)
 
     @torch.library.register_fake("fastdistilbert::quantize_per_token")
     def _(x):

@@ -10,7 +10,8 @@ left with one scatter; in between, every Linear is a fused INT8 op:
                                                      csrc/attention_int8.cpp when model.int8_attention)
     h1   = LayerNorm(linear(attn, W_out) + h)    residual fused into the epilogue
     ff   = linear(h1, W_lin1, gelu)              GELU fused into the epilogue
-    h    = LayerNorm(linear(ff, W_lin2) + h1)    residual fused into the epilogue
+    h    = LayerNorm(linear(ff, W_lin2) + h1)    residual fused into the epilogue; with dynamic activation scales
+                                                 both FFN linears run as one op, block of tokens by block
 
 Position ids follow HF: a token's position is its column in the padded input, whatever the padding side.
 Hidden states at padding positions are returned as zeros.
@@ -71,6 +72,16 @@ class LayerKernels:
     out: LinearKernel
     lin1: LinearKernel
     lin2: LinearKernel
+
+
+    def feed_forward(self, h1: torch.Tensor, h1_codes: tuple | None) -> torch.Tensor:
+        """lin2(GELU(lin1(h1))) + h1: one fused op (csrc/feed_forward_fm.cpp) when both Linears quantize their
+        input per token, else the two kernels."""
+        from . import ops
+
+        if h1_codes is not None and self.lin2.input_scale is None:
+            return ops.feed_forward_fm(*h1_codes, self.lin1.packed, self.lin2.packed, h1)
+        return self.lin2(self.lin1(h1, gelu=True, x_codes=h1_codes), residual=h1)
 
 
 def build_kernels(model) -> list[LayerKernels]:
@@ -136,9 +147,8 @@ def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
         qkv = kernels.qkv(h, x_codes=codes)
         ctx = attend(qkv, lengths, config.n_heads, scaling)
         h1, h1_codes = layer_norm_feature_major(kernels.out(ctx, residual=h), block.sa_layer_norm, kernels.lin1)
-        ff = kernels.lin1(h1, gelu=True, x_codes=h1_codes)
         next_qkv = layers[i + 1][1].qkv if i + 1 < len(layers) else None
-        h, codes = layer_norm_feature_major(kernels.lin2(ff, residual=h1), block.output_layer_norm, next_qkv)
+        h, codes = layer_norm_feature_major(kernels.feed_forward(h1, h1_codes), block.output_layer_norm, next_qkv)
     out = torch.zeros(batch * seq, config.dim, dtype=h.dtype)
     out[index] = h.t()
     return out.view(batch, seq, config.dim)

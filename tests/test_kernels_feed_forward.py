@@ -1,0 +1,68 @@
+"""The fused feed-forward op (lin1 + GELU, per-token quantization, lin2 + residual, block of tokens by block)
+against the two ops it replaces: bit-identical on every ISA, pattern, token tail and thread count."""
+import pytest
+import torch
+
+from fastdistilbert import ops
+from test_kernels_support import AVAILABLE_ISAS, PATTERNS, forced_isa, output_sentinel, weight_with_zeros
+
+pytestmark = pytest.mark.skipif(not ops.EXTENSION_AVAILABLE, reason="C++ extension not built")
+
+HIDDEN, FFN = 40, 136  # not multiples of 64: padded rows, features and token blocks all get exercised
+
+
+def ffn_case(pattern: str, tokens: int, seed: int = 0):
+    density = 1.0 if pattern == "dense" else 0.3
+    w1, s1, b1 = weight_with_zeros(FFN, HIDDEN, density, pattern, seed)
+    w2, s2, b2 = weight_with_zeros(HIDDEN, FFN, density, pattern, seed + 1)
+    packed1 = ops.pack_weight(w1, s1 * 0.05, b1, pattern)
+    packed2 = ops.pack_weight(w2, s2 * 0.05, b2, pattern)
+    g = torch.Generator().manual_seed(seed + tokens)
+    x = torch.randn(HIDDEN, tokens, generator=g) * 2
+    x_q, x_scale, x_zp = ops.quantize_per_token(x)
+    residual = torch.randn(HIDDEN, tokens, generator=g)
+    return (x_q, x_scale, x_zp, packed1, packed2, residual)
+
+
+def two_ops(x_q, x_scale, x_zp, packed1, packed2, residual):
+    hidden = ops.quantized_linear(x_q, x_scale, x_zp, packed1, gelu=True)
+    return ops.dynamic_quantized_linear(hidden, packed2, residual=residual)
+
+
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("tokens", [1, 63, 64, 200])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_feed_forward_is_the_two_ops_exactly(isa, pattern, tokens, threads):
+    case = ffn_case(pattern, tokens)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with forced_isa(isa), output_sentinel(0x7F):
+            fused = ops.feed_forward_fm(*case)
+            assert ops.last_isa() == isa
+            want = two_ops(*case)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(fused, want)
+
+
+def test_fused_feed_forward_opcheck():
+    torch.library.opcheck(torch.ops.fastdistilbert.feed_forward_fm.default, ffn_case("4x1", 130))
+
+
+def test_fused_feed_forward_bad_input():
+    x_q, x_scale, x_zp, packed1, packed2, residual = ffn_case("dense", 70)
+    with pytest.raises(RuntimeError, match="x_q must be uint8"):
+        ops.feed_forward_fm(x_q.to(torch.int8), x_scale, x_zp, packed1, packed2, residual)
+    with pytest.raises(RuntimeError, match="lin2 must consume lin1's output"):
+        ops.feed_forward_fm(x_q, x_scale, x_zp, packed1, packed1, residual)
+    with pytest.raises(RuntimeError, match=r"residual must have shape \[40, 70\]"):
+        ops.feed_forward_fm(x_q, x_scale, x_zp, packed1, packed2, residual[:, :69].contiguous())
+    with pytest.raises(RuntimeError, match="activations have 39 features"):
+        ops.feed_forward_fm(x_q[:39].contiguous(), x_scale, x_zp, packed1, packed2, residual)
+    with pytest.raises(RuntimeError, match="x_scale must be finite and positive"):
+        ops.feed_forward_fm(x_q, -x_scale, x_zp, packed1, packed2, residual)
+    # A scale so large that lin1 overflows to Inf: refused, never passed on as garbage codes.
+    with pytest.raises(RuntimeError, match="NaN or Inf"):
+        ops.feed_forward_fm(x_q, torch.full_like(x_scale, 3e38), x_zp, packed1, packed2, residual)
