@@ -2,19 +2,20 @@
 //
 // qkv is [3 * dim, tokens]: rows [0, dim) are Q, [dim, 2 dim) K, [2 dim, 3 dim) V, and the tokens
 // of sequence i are the `lengths[i]` columns after those of sequences 0..i-1 (no padding). For each
-// (sequence, head) the head's rows are already the transposed operands BLAS wants, so every matmul
-// reads strided views in place and writes the context straight into its rows of the output:
-//   scores = (Q_h^T K_h) * scaling          [n, n]
-//   probs  = softmax(scores, dim=-1)
+// (sequence, head) the active variant's attention_head (kernels.h) computes, in fp32 with FMAs,
+//   scores = (scaling * Q_h)^T K_h          [n, n]
+//   probs  = softmax over the keys
 //   out_h  = V_h probs^T                     [head_dim, n]
-// One parallel item per (sequence, head); inside an item the ATen calls run single-threaded, so the
-// threads split the work instead of each small call fanning out on its own.
+// and writes the context straight into its rows of the output; every variant gives the same bits.
+// One parallel item per (sequence, head), each thread with its own scratch panels.
 #include "attention_fm.h"
 
 #include <ATen/Parallel.h>
-#include <ATen/core/LegacyTypeDispatch.h>
 
+#include <algorithm>
 #include <vector>
+
+#include "dispatch.h"
 
 namespace fastdistilbert {
 
@@ -43,18 +44,20 @@ at::Tensor attention_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t 
   const int64_t dim = qkv.size(0) / 3, head = dim / n_heads, T = qkv.size(1);
   at::Tensor out = at::empty({dim, T}, qkv.options());
   const int64_t n_seq = int64_t(lengths.size());
+  int64_t longest = 0;
+  for (int64_t n : lengths) longest = std::max(longest, n);
+  const int64_t Lp = (longest + kAttentionPad - 1) / kAttentionPad * kAttentionPad;
+  const KernelTable& k = active_kernels();
+  const float* x = qkv.data_ptr<float>();
+  float* ctx = out.data_ptr<float>();
   at::parallel_for(0, n_seq * n_heads, 1, [&](int64_t b, int64_t e) {
-    // Plain kernels below autograd: worker threads do not inherit the caller's inference mode, and the
-    // op's output is only ever written here.
-    at::AutoDispatchBelowADInplaceOrView guard;
+    std::vector<float> scratch((3 * head + longest) * Lp);
     for (int64_t item = b; item < e; ++item) {
       const int64_t s = item / n_heads, h = item % n_heads, n = lengths[s];
       if (n == 0) continue;
-      auto rows = [&](int64_t part) { return qkv.narrow(0, part * dim + h * head, head).narrow(1, first[s], n); };
-      at::Tensor scores = at::mm(rows(0).t(), rows(1)).mul_(scaling);
-      at::Tensor probs = at::_softmax(scores, -1, false);
-      at::Tensor ctx = out.narrow(0, h * head, head).narrow(1, first[s], n);
-      at::mm_out(ctx, rows(2), probs.t());
+      const float* q = x + h * head * T + first[s];
+      k.attention_head(q, q + dim * T, q + 2 * dim * T, T, head, n, float(scaling), scratch.data(),
+                       ctx + h * head * T + first[s]);
     }
   });
   return out;

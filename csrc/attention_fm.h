@@ -6,7 +6,7 @@ namespace fastdistilbert {
 
 #include <vector>
 
-// fp32 attention through ATen's BLAS (attention_fm.cpp).
+// fp32 attention on the active kernel variant (attention_fm.cpp, attention_head.inc).
 at::Tensor attention_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t n_heads, double scaling);
 
 // The same attention with INT8 matmuls on the active kernel variant (attention_int8.cpp).

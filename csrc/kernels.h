@@ -65,6 +65,9 @@ struct GemmParams {
   int32_t* out_acc;         // [N][T]: raw accumulators, epilogue skipped (exactness tests)
 };
 
+// Token padding of attention_head's scratch panels: a multiple of every variant's 4-vector tile.
+constexpr int64_t kAttentionPad = 64;
+
 struct KernelTable {
   const char* name;
   // Exactness probe: int32 sum of u8 x s8 products over n elements.
@@ -93,6 +96,16 @@ struct KernelTable {
   // m = max over rows, e = exp(max(s - m, -87)) (the epilogue's exp, erf_constants.h), p = e * (1 / sum e),
   // sums sequential over rows. Used by the INT8 attention (keys are rows, queries columns).
   void (*softmax_columns)(float* s, int64_t rows, int64_t cols, int64_t c0, int64_t c1);
+  // fp32 self-attention of one head of one sequence (attention_fm.cpp). q, k, v point at the head's first
+  // feature row and the sequence's first token of feature-major Q, K, V rows ld floats apart; L tokens, dh
+  // features; the context goes to ctx (same layout). scratch holds (3 dh + L) * Lp floats, Lp = L rounded up
+  // to kAttentionPad. Every variant computes exactly, with fused multiply-adds (one rounding each):
+  //   qs[d][i] = q[d][i] * scaling
+  //   s[j][i]  = sum over d = 0, 1, ... of k[d][j] * qs[d][i]   (fma chain from 0; keys j are rows)
+  //   p        = softmax_columns(s)                           (over the keys, per query column)
+  //   ctx[d][i] = sum over j = 0, 1, ... of v[d][j] * p[j][i]  (fma chain from 0)
+  void (*attention_head)(const float* q, const float* k, const float* v, int64_t ld, int64_t dh, int64_t L,
+                         float scaling, float* scratch, float* ctx);
   // Peak probe: runs `iters` iterations of a tight loop of independent dot products; returns the
   // number of u8 x s8 multiply-accumulates executed (a checksum is written to *sink).
   int64_t (*peak_loop)(int64_t iters, int32_t* sink);

@@ -13,9 +13,10 @@ namespace avx512vnni {
 
 #include "simd_zmm.inc"
 #include "kernels_simd.inc"
+#include "attention_head.inc"
 #include "layer_norm_tokens.inc"
 
-const KernelTable kTable = {"avx512vnni", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, quantize_static, layer_norm_tokens, softmax_columns, peak_loop};
+const KernelTable kTable = {"avx512vnni", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, quantize_static, layer_norm_tokens, softmax_columns, attention_head, peak_loop};
 
 }  // namespace avx512vnni
 }  // namespace fastdistilbert

@@ -15,10 +15,11 @@ namespace avxvnni {
 #define FDB_DPBUSD "%{vex%} vpdpbusd"  // braces escaped for inline asm
 #include "simd_ymm.inc"
 #include "kernels_simd.inc"
+#include "attention_head.inc"
 #include "layer_norm_tokens.inc"
 #undef FDB_DPBUSD
 
-const KernelTable kTable = {"avxvnni", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, quantize_static, layer_norm_tokens, softmax_columns, peak_loop};
+const KernelTable kTable = {"avxvnni", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, quantize_static, layer_norm_tokens, softmax_columns, attention_head, peak_loop};
 
 }  // namespace avxvnni
 }  // namespace fastdistilbert

@@ -94,6 +94,24 @@ static void softmax_columns(float* s, int64_t rows, int64_t cols, int64_t c0, in
   }
 }
 
+static void attention_head(const float* q, const float* k, const float* v, int64_t ld, int64_t dh, int64_t L,
+                           float scaling, float* scratch, float* ctx) {
+  float* s = scratch;  // [L][L]: keys x queries
+  for (int64_t j = 0; j < L; ++j)
+    for (int64_t i = 0; i < L; ++i) {
+      float acc = 0.0f;
+      for (int64_t d = 0; d < dh; ++d) acc = std::fma(k[d * ld + j], q[d * ld + i] * scaling, acc);
+      s[j * L + i] = acc;
+    }
+  softmax_columns(s, L, L, 0, L);
+  for (int64_t d = 0; d < dh; ++d)
+    for (int64_t i = 0; i < L; ++i) {
+      float acc = 0.0f;
+      for (int64_t j = 0; j < L; ++j) acc = std::fma(v[d * ld + j], s[j * L + i], acc);
+      ctx[d * ld + i] = acc;
+    }
+}
+
 static void epilogue(const GemmParams& p, int64_t n, int64_t t, int32_t acc) {
   const int64_t o = n * p.ld + t + p.out_shift;
   if (p.out_acc) {
@@ -161,7 +179,7 @@ static int64_t peak_loop(int64_t iters, int32_t* sink) {
   return iters * 64;
 }
 
-const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, quantize_static, layer_norm_tokens, softmax_columns, peak_loop};
+const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, quantize_static, layer_norm_tokens, softmax_columns, attention_head, peak_loop};
 
 }  // namespace ref
 }  // namespace fastdistilbert

@@ -278,7 +278,7 @@ class FastDistilBertModel(_FastCheckpointMixin, DistilBertModel):
     # Set to False to run a quantized model through the torch reference path (same integer math, slow).
     use_int8_kernels: bool = True
     # True: attention matmuls on the INT8 kernels too (Q, K, V and the probabilities quantized per token / row,
-    # softmax in fp32). Off by default: on the CPUs measured so far it is slower than fp32 BLAS attention
+    # softmax in fp32). Off by default: on the CPUs measured so far it is slower than the fp32 attention kernel
     # (quantizing K, V and the probabilities per sequence and head costs more than the INT8 matmuls save).
     int8_attention: bool = False
 

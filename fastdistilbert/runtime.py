@@ -6,7 +6,7 @@ weight rows and SIMD lanes run over tokens). The encoder is entered with one tra
 left with one scatter; in between, every Linear is a fused INT8 op:
 
     qkv  = linear(h, W_qkv)                      fused Q, K and V projections
-    attn = softmax(Q^T K * scale) per sequence and head (fp32 BLAS: csrc/attention_fm.cpp, or INT8 matmuls:
+    attn = softmax(Q^T K * scale) per sequence and head (fp32 FMA kernel: csrc/attention_head.inc, or INT8 matmuls:
                                                      csrc/attention_int8.cpp when model.int8_attention)
     h1   = LayerNorm(linear(attn, W_out) + h)    residual fused into the epilogue
     ff   = linear(h1, W_lin1, gelu)              GELU fused into the epilogue

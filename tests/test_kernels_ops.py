@@ -256,13 +256,29 @@ def test_bad_pack_inputs_are_clear_errors():
 def test_attention_fm_matches_reference_per_sequence_and_head():
     """Packed sequences of unequal lengths (one empty): the op equals softmax((Q^T K) * scale) V^T per sequence."""
     g = torch.Generator().manual_seed(11)
-    dim, heads, lengths = 24, 3, [5, 0, 9, 1, 9]
+    dim, heads, lengths = 24, 3, [5, 0, 9, 1, 9, 70]
     qkv = torch.randn(3 * dim, sum(lengths), generator=g)
     got = ops.attention_fm(qkv, lengths, heads, 0.35)
     torch.testing.assert_close(got, R.attention_fm(qkv, lengths, heads, 0.35), rtol=1e-5, atol=1e-6)
     with torch.inference_mode():  # worker threads must not trip over the caller's inference mode
         torch.testing.assert_close(ops.attention_fm(qkv, lengths, heads, 0.35), got, rtol=0, atol=0)
     torch.library.opcheck(torch.ops.fastdistilbert.attention_fm.default, (qkv, lengths, heads, 0.35))
+
+
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
+@pytest.mark.parametrize("dim, heads", [(24, 3), (768, 12), (20, 2)])  # head sizes 8, 64 and 10 (feature tail)
+def test_attention_fm_is_identical_on_every_isa(isa, dim, heads):
+    """The fp32 attention kernel (FMA chains in a fixed order, the shared softmax) gives the scalar reference's
+    bits on every variant, for sequence lengths around the 4-vector tiles and the 64-token panels."""
+    g = torch.Generator().manual_seed(dim)
+    lengths = [1, 3, 16, 31, 64, 65, 130] if dim < 100 else [128, 67]
+    qkv = torch.randn(3 * dim, sum(lengths), generator=g) * 3
+    with forced_isa("ref"):
+        want = ops.attention_fm(qkv, lengths, heads, 0.125)
+    with forced_isa(isa):
+        got = ops.attention_fm(qkv, lengths, heads, 0.125)
+    assert torch.equal(got, want)
+    torch.testing.assert_close(got, R.attention_fm(qkv, lengths, heads, 0.125), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
