@@ -102,8 +102,8 @@ struct KernelTable {
   // to kAttentionPad. Every variant computes exactly, with fused multiply-adds (one rounding each):
   //   qs[d][i] = q[d][i] * scaling
   //   s[j][i]  = sum over d = 0, 1, ... of k[d][j] * qs[d][i]   (fma chain from 0; keys j are rows)
-  //   p        = softmax_columns(s)                           (over the keys, per query column)
-  //   ctx[d][i] = sum over j = 0, 1, ... of v[d][j] * p[j][i]  (fma chain from 0)
+  //   e[j][i]  = exp(max(s[j][i] - max_j s[j][i], -87))       (softmax_columns' exp steps with fmas)
+  //   ctx[d][i] = (sum over j = 0, 1, ... of v[d][j] * e[j][i]) * (1 / sum over j = 0, 1, ... of e[j][i])
   void (*attention_head)(const float* q, const float* k, const float* v, int64_t ld, int64_t dh, int64_t L,
                          float scaling, float* scratch, float* ctx);
   // Peak probe: runs `iters` iterations of a tight loop of independent dot products; returns the

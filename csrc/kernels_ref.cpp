@@ -94,21 +94,43 @@ static void softmax_columns(float* s, int64_t rows, int64_t cols, int64_t c0, in
   }
 }
 
+static float exp_fma(float y) {
+  const float n = std::nearbyint(y * erfc::kLog2e);
+  const float r = std::fma(n, -erfc::kLn2Lo, std::fma(n, -erfc::kLn2Hi, y));
+  float e = erfc::kExpPoly[0];
+  for (int i = 1; i < 8; ++i) e = std::fma(e, r, erfc::kExpPoly[i]);
+  const int32_t bits = (int32_t(n) + 127) << 23;
+  float scale;
+  __builtin_memcpy(&scale, &bits, 4);
+  return e * scale;
+}
+
 static void attention_head(const float* q, const float* k, const float* v, int64_t ld, int64_t dh, int64_t L,
                            float scaling, float* scratch, float* ctx) {
-  float* s = scratch;  // [L][L]: keys x queries
+  float* s = scratch;       // [L][L]: keys x queries
+  float* inv = s + L * L;   // [L]: 1 / sum of each query's exponentials
   for (int64_t j = 0; j < L; ++j)
     for (int64_t i = 0; i < L; ++i) {
       float acc = 0.0f;
       for (int64_t d = 0; d < dh; ++d) acc = std::fma(k[d * ld + j], q[d * ld + i] * scaling, acc);
       s[j * L + i] = acc;
     }
-  softmax_columns(s, L, L, 0, L);
+  for (int64_t i = 0; i < L; ++i) {
+    float top = s[i];
+    for (int64_t j = 1; j < L; ++j) top = s[j * L + i] > top ? s[j * L + i] : top;
+    float sum = 0.0f;
+    for (int64_t j = 0; j < L; ++j) {
+      const float d = s[j * L + i] - top;
+      s[j * L + i] = exp_fma(d > -87.0f ? d : -87.0f);
+      sum += s[j * L + i];
+    }
+    inv[i] = 1.0f / sum;
+  }
   for (int64_t d = 0; d < dh; ++d)
     for (int64_t i = 0; i < L; ++i) {
       float acc = 0.0f;
       for (int64_t j = 0; j < L; ++j) acc = std::fma(v[d * ld + j], s[j * L + i], acc);
-      ctx[d * ld + i] = acc;
+      ctx[d * ld + i] = acc * inv[i];
     }
 }
 
