@@ -57,7 +57,7 @@ at::Tensor attention_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t 
       if (n == 0) continue;
       const float* q = x + h * head * T + first[s];
       k.attention_head(q, q + dim * T, q + 2 * dim * T, T, head, n, float(scaling), scratch.data(),
-                       ctx + h * head * T + first[s]);
+                       ctx + h * head * T + first[s], T);
     }
   });
   return out;

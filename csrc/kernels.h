@@ -98,14 +98,14 @@ struct KernelTable {
   void (*softmax_columns)(float* s, int64_t rows, int64_t cols, int64_t c0, int64_t c1);
   // fp32 self-attention of one head of one sequence (attention_fm.cpp). q, k, v point at the head's first
   // feature row and the sequence's first token of feature-major Q, K, V rows ld floats apart; L tokens, dh
-  // features; the context goes to ctx (same layout). scratch holds (3 dh + L) * Lp floats, Lp = L rounded up
+  // features; the context goes to ctx (rows ld_ctx floats apart). scratch holds (3 dh + L) * Lp floats, Lp = L rounded up
   // to kAttentionPad. Every variant computes exactly, with fused multiply-adds (one rounding each):
   //   qs[d][i] = q[d][i] * scaling
   //   s[j][i]  = sum over d = 0, 1, ... of k[d][j] * qs[d][i]   (fma chain from 0; keys j are rows)
   //   e[j][i]  = exp(max(s[j][i] - max_j s[j][i], -87))       (softmax_columns' exp steps with fmas)
   //   ctx[d][i] = (sum over j = 0, 1, ... of v[d][j] * e[j][i]) * (1 / sum over j = 0, 1, ... of e[j][i])
   void (*attention_head)(const float* q, const float* k, const float* v, int64_t ld, int64_t dh, int64_t L,
-                         float scaling, float* scratch, float* ctx);
+                         float scaling, float* scratch, float* ctx, int64_t ld_ctx);
   // Peak probe: runs `iters` iterations of a tight loop of independent dot products; returns the
   // number of u8 x s8 multiply-accumulates executed (a checksum is written to *sink).
   int64_t (*peak_loop)(int64_t iters, int32_t* sink);

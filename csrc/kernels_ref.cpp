@@ -106,7 +106,7 @@ static float exp_fma(float y) {
 }
 
 static void attention_head(const float* q, const float* k, const float* v, int64_t ld, int64_t dh, int64_t L,
-                           float scaling, float* scratch, float* ctx) {
+                           float scaling, float* scratch, float* ctx, int64_t ld_ctx) {
   float* s = scratch;       // [L][L]: keys x queries
   float* inv = s + L * L;   // [L]: 1 / sum of each query's exponentials
   for (int64_t j = 0; j < L; ++j)
@@ -130,7 +130,7 @@ static void attention_head(const float* q, const float* k, const float* v, int64
     for (int64_t i = 0; i < L; ++i) {
       float acc = 0.0f;
       for (int64_t j = 0; j < L; ++j) acc = std::fma(v[d * ld + j], s[j * L + i], acc);
-      ctx[d * ld + i] = acc * inv[i];
+      ctx[d * ld_ctx + i] = acc * inv[i];
     }
 }
 

@@ -10,6 +10,7 @@
 #include "feed_forward_fm.h"
 #include "gemm_ops.h"
 #include "layer_norm_fm.h"
+#include "self_attention_fm.h"
 
 namespace fastdistilbert {
 namespace {
@@ -82,6 +83,9 @@ TORCH_LIBRARY(fastdistilbert, m) {
   m.def("layer_norm_fm(Tensor x, Tensor gamma, Tensor beta, float eps) -> Tensor");
   m.def("layer_norm_quantize_fm(Tensor x, Tensor gamma, Tensor beta, float eps) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("attention_fm(Tensor qkv, int[] lengths, int n_heads, float scaling) -> Tensor");
+  m.def(
+      "self_attention_fm(Tensor x_q, Tensor x_scale, Tensor x_zero_point, Tensor packed_qkv, SymInt dim, "
+      "int[] lengths, int n_heads, float scaling) -> Tensor");
   m.def("attention_int8_fm(Tensor qkv, int[] lengths, int n_heads, float scaling) -> Tensor");
 }
 
@@ -95,5 +99,6 @@ TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
   m.impl("layer_norm_fm", &fastdistilbert::layer_norm_fm);
   m.impl("layer_norm_quantize_fm", &fastdistilbert::layer_norm_quantize_fm);
   m.impl("attention_fm", &fastdistilbert::attention_fm);
+  m.impl("self_attention_fm", &fastdistilbert::self_attention_fm);
   m.impl("attention_int8_fm", &fastdistilbert::attention_int8_fm);
 }

@@ -177,6 +177,18 @@ def attention_fm(qkv: torch.Tensor, lengths: list[int], n_heads: int, scaling: f
     return torch.ops.fastdistilbert.attention_fm(qkv, list(lengths), n_heads, scaling)
 
 
+def self_attention_fm(x_q: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Tensor, packed_qkv: torch.Tensor,
+                      lengths: list[int], n_heads: int, scaling: float, *, dim: int | None = None) -> torch.Tensor:
+    """QKV projection and attention in one op: `attention_fm(quantized_linear(x_q, x_scale, x_zero_point,
+    packed_qkv), lengths, n_heads, scaling)`, bit-identical, one sequence at a time so its Q, K, V stay in cache.
+    `dim` (the context's rows, a third of the packed weight's) is read from the packed header when not given."""
+    if not warn_if_unavailable():
+        return R.attention_fm(R.quantized_linear(x_q, x_scale, x_zero_point, packed_qkv), lengths, n_heads, scaling)
+    dim = dim if dim is not None else _out_features(packed_qkv, None, None) // 3
+    return torch.ops.fastdistilbert.self_attention_fm(x_q, x_scale, x_zero_point, packed_qkv, dim, list(lengths),
+                                                      n_heads, scaling)
+
+
 def attention_int8_fm(qkv: torch.Tensor, lengths: list[int], n_heads: int, scaling: float) -> torch.Tensor:
     """`attention_fm` with INT8 matmuls on the active kernel variant: Q and the probabilities quantized per query
     token (u8), K and V per key / per feature (s8 symmetric); softmax in fp32 (csrc/attention_int8.cpp)."""
@@ -232,6 +244,10 @@ if EXTENSION_AVAILABLE:
 
     for _name in ("attention_fm", "attention_int8_fm"):  # the same shape contract, fp32 or INT8 matmuls
         torch.library.register_fake(f"fastdistilbert::{_name}")(_attention_context)
+
+    @torch.library.register_fake("fastdistilbert::self_attention_fm")
+    def _(x_q, x_scale, x_zero_point, packed_qkv, dim, lengths, n_heads, scaling):
+        return x_q.new_empty((dim, x_q.shape[1]), dtype=torch.float32)
 
     @torch.library.register_fake("fastdistilbert::layer_norm_fm")
     def _(x, gamma, beta, eps):

@@ -7,7 +7,8 @@ left with one scatter; in between, every Linear is a fused INT8 op:
 
     qkv  = linear(h, W_qkv)                      fused Q, K and V projections
     attn = softmax(Q^T K * scale) per sequence and head (fp32 FMA kernel: csrc/attention_head.inc, or INT8 matmuls:
-                                                     csrc/attention_int8.cpp when model.int8_attention)
+                                                     csrc/attention_int8.cpp when model.int8_attention); in fp32
+                                                     both lines are one op, sequence by sequence
     h1   = LayerNorm(linear(attn, W_out) + h)    residual fused into the epilogue
     ff   = linear(h1, W_lin1, gelu)              GELU fused into the epilogue
     h    = LayerNorm(linear(ff, W_lin2) + h1)    residual fused into the epilogue; with dynamic activation scales
@@ -48,6 +49,17 @@ class LinearKernel:
                                     gelu=gelu, residual=residual)
 
 
+    def input_codes(self, x: torch.Tensor, x_codes: tuple | None = None) -> tuple:
+        """(codes, scale, zero point) of `x` exactly as this kernel quantizes its input (per token, or with the
+        static per-tensor parameters)."""
+        from . import ops
+
+        if self.input_scale is None:
+            return x_codes if x_codes is not None else ops.quantize_per_token(x)
+        return (ops.quantize_per_tensor(x, float(self.input_scale), int(self.input_zero_point)),
+                self.input_scale.reshape(1), self.input_zero_point.reshape(1))
+
+
 def pack_linears(modules) -> LinearKernel:
     """Packs one or several QuantizedLinears sharing an input (Q, K, V) as one kernel with stacked output rows."""
     from . import ops
@@ -73,6 +85,14 @@ class LayerKernels:
     lin1: LinearKernel
     lin2: LinearKernel
 
+
+    def self_attention(self, h: torch.Tensor, h_codes: tuple | None, lengths: list[int], n_heads: int,
+                       scaling: float) -> torch.Tensor:
+        """Attention context of h: QKV projection and fp32 attention as one op (csrc/self_attention_fm.cpp)."""
+        from . import ops
+
+        return ops.self_attention_fm(*self.qkv.input_codes(h, h_codes), self.qkv.packed, lengths, n_heads, scaling,
+                                     dim=h.shape[0])
 
     def feed_forward(self, h1: torch.Tensor, h1_codes: tuple | None) -> torch.Tensor:
         """lin2(GELU(lin1(h1))) + h1: one fused op (csrc/feed_forward_fm.cpp) when both Linears quantize their
@@ -142,10 +162,12 @@ def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     scaling = (config.dim // config.n_heads) ** -0.5
     layers = list(zip(model.transformer.layer, model.int8_kernels()))
     codes = None  # per-token INT8 codes of h, made by the LayerNorm that produced it
-    attend = ops.attention_int8_fm if getattr(model, "int8_attention", False) else ops.attention_fm
+    int8_attention = getattr(model, "int8_attention", False)
     for i, (block, kernels) in enumerate(layers):
-        qkv = kernels.qkv(h, x_codes=codes)
-        ctx = attend(qkv, lengths, config.n_heads, scaling)
+        if int8_attention:
+            ctx = ops.attention_int8_fm(kernels.qkv(h, x_codes=codes), lengths, config.n_heads, scaling)
+        else:
+            ctx = kernels.self_attention(h, codes, lengths, config.n_heads, scaling)
         h1, h1_codes = layer_norm_feature_major(kernels.out(ctx, residual=h), block.sa_layer_norm, kernels.lin1)
         next_qkv = layers[i + 1][1].qkv if i + 1 < len(layers) else None
         h, codes = layer_norm_feature_major(kernels.feed_forward(h1, h1_codes), block.output_layer_norm, next_qkv)

@@ -1,0 +1,63 @@
+"""The fused self-attention op (QKV projection + attention, sequence by sequence) against the two ops it
+replaces: bit-identical on every ISA, pattern, activation kind, sequence mix and thread count."""
+import pytest
+import torch
+
+from fastdistilbert import ops
+from test_kernels_support import AVAILABLE_ISAS, PATTERNS, forced_isa, output_sentinel, weight_with_zeros
+
+pytestmark = pytest.mark.skipif(not ops.EXTENSION_AVAILABLE, reason="C++ extension not built")
+
+DIM, HEADS = 40, 4  # head size 10: feature tails in the attention tiles; 120 QKV rows: padded row groups
+
+
+def qkv_case(pattern: str, lengths: list[int], per_token: bool = True, seed: int = 0):
+    w, s, b = weight_with_zeros(3 * DIM, DIM, 1.0 if pattern == "dense" else 0.3, pattern, seed)
+    packed = ops.pack_weight(w, s * 0.05, b, pattern)
+    x = torch.randn(DIM, sum(lengths), generator=torch.Generator().manual_seed(seed + len(lengths))) * 2
+    if per_token:
+        x_q, x_scale, x_zp = ops.quantize_per_token(x)
+    else:  # static per-tensor parameters, as after calibrate()
+        x_scale, x_zp = torch.tensor([0.03]), torch.tensor([120], dtype=torch.int32)
+        x_q = ops.quantize_per_tensor(x, 0.03, 120)
+    return x_q, x_scale, x_zp, packed
+
+
+SEQUENCES = [[5], [64, 1], [3, 0, 70, 17, 64, 9], [130, 129, 2]]
+
+
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("lengths", SEQUENCES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_self_attention_is_the_two_ops_exactly(isa, pattern, lengths, threads):
+    x_q, x_scale, x_zp, packed = qkv_case(pattern, lengths, per_token=len(lengths) != 2)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with forced_isa(isa), output_sentinel(0x7F):
+            fused = ops.self_attention_fm(x_q, x_scale, x_zp, packed, lengths, HEADS, 0.3)
+            want = ops.attention_fm(ops.quantized_linear(x_q, x_scale, x_zp, packed), lengths, HEADS, 0.3)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(fused, want)
+
+
+def test_fused_self_attention_opcheck():
+    x_q, x_scale, x_zp, packed = qkv_case("4x1", [7, 30, 2])
+    torch.library.opcheck(torch.ops.fastdistilbert.self_attention_fm.default,
+                          (x_q, x_scale, x_zp, packed, DIM, [7, 30, 2], HEADS, 0.3))
+
+
+def test_fused_self_attention_bad_input():
+    x_q, x_scale, x_zp, packed = qkv_case("dense", [7, 30, 2])
+    with pytest.raises(RuntimeError, match="add up to 38 but x_q has 39 tokens"):
+        ops.self_attention_fm(x_q, x_scale, x_zp, packed, [7, 30, 1], HEADS, 0.3)
+    with pytest.raises(RuntimeError, match="not divisible by n_heads = 3"):
+        ops.self_attention_fm(x_q, x_scale, x_zp, packed, [7, 30, 2], 3, 0.3)
+    with pytest.raises(RuntimeError, match="not 3 \\* dim = 123"):
+        ops.self_attention_fm(x_q, x_scale, x_zp, packed, [7, 30, 2], HEADS, 0.3, dim=41)
+    with pytest.raises(RuntimeError, match=">= 0"):
+        ops.self_attention_fm(x_q, x_scale, x_zp, packed, [40, -1], HEADS, 0.3)
+    with pytest.raises(RuntimeError, match="x_q must be uint8 or int8"):
+        ops.self_attention_fm(x_q.float(), x_scale, x_zp, packed, [7, 30, 2], HEADS, 0.3)
