@@ -9,7 +9,9 @@ run; `us_median` is recorded too), `eff_gmacs` (nonzero multiply-accumulates per
 measured 512-bit vpdpbusd peak of this process (or the best variant's probe when AVX-512 VNNI is
 absent) and `isa_peak_gmacs` the probe of the point's own variant. Our op times include the per-call
 activation packing; activations are feature-major [in, tokens] (the runtime's layout), torch's
-token-major [tokens, in].
+token-major [tokens, in]. When the avx2 variant runs, torch's fp32 Linear is also measured with its own
+kernels capped at AVX2 (a subprocess with ATEN_CPU_CAPABILITY / MKL_ENABLE_INSTRUCTIONS / ONEDNN_MAX_CPU_ISA
+set): the peer our avx2 variant meets on a CPU without AVX-512, where torch cannot use 512-bit FMAs either.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -115,6 +118,37 @@ def bench_torch(records, out_f, in_f, tokens, budget_s, base):
                          tokens, 1.0, best, median, out_f * in_f * tokens))
 
 
+# Read by MKL, oneDNN and ATen when they start: torch then runs its fp32 GEMMs with AVX2 + FMA only.
+AVX2_ENVIRONMENT = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def bench_torch_avx2(records, shapes_tokens, budget_s, base):
+    """torch's fp32 Linear capped at AVX2, measured in a subprocess (the caps only act before torch loads)."""
+    spec = json.dumps({"points": shapes_tokens, "threads": base["threads"], "budget": budget_s})
+    done = subprocess.run([sys.executable, __file__, "--torch-avx2-worker", spec], capture_output=True, text=True,
+                          env={**os.environ, **AVX2_ENVIRONMENT})
+    if done.returncode != 0:
+        raise RuntimeError(f"AVX2-capped torch worker failed:\n{done.stderr[-2000:]}")
+    report = json.loads(done.stdout.splitlines()[-1])
+    if report["capability"] != "AVX2":
+        raise RuntimeError(f"torch ignored the AVX2 cap (runs {report['capability']})")
+    for (out_f, in_f, tokens), (best, median) in zip(shapes_tokens, report["times"]):
+        records.append(point(base, "torch_fp32_linear_avx2", "dense", "torch-avx2", out_f, in_f, tokens, 1.0, best,
+                             median, out_f * in_f * tokens))
+
+
+def torch_avx2_worker(spec: str) -> None:
+    args = json.loads(spec)
+    torch.set_num_threads(args["threads"])
+    g = torch.Generator().manual_seed(2)
+    times = []
+    for out_f, in_f, tokens in args["points"]:
+        w, b = torch.randn(out_f, in_f, generator=g), torch.randn(out_f, generator=g)
+        x = torch.randn(tokens, in_f, generator=g)
+        times.append(measure(lambda: torch.nn.functional.linear(x, w, b), args["budget"]))
+    print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "times": times}))
+
+
 def point(base, op, pattern, isa, out_f, in_f, tokens, density, best, median, nonzero_macs) -> dict:
     eff = nonzero_macs / best / 1e9
     return {
@@ -151,14 +185,18 @@ def summarize(records: list[dict]) -> list[str]:
             if ratios:
                 lines.append(f"crossover {pattern} {isa}: {statistics.median(ratios):.2f} (median of {len(ratios)})")
     for r in records:
-        if r["op"] == "torch_fp32_linear":
+        if r["op"] in ("torch_fp32_linear", "torch_fp32_linear_avx2"):
             mine = ours.get(("quantized_linear", "dense", "avx2", r["out"], r["in"], r["tokens"], 1.0))
             if mine:
-                lines.append(f"avx2 dense vs torch fp32 {r['out']}x{r['in']} T={r['tokens']}: {r['us'] / mine['us']:.2f}x")
+                peer = "torch fp32 (AVX2 cap)" if r["op"].endswith("avx2") else "torch fp32"
+                lines.append(f"avx2 dense vs {peer} {r['out']}x{r['in']} T={r['tokens']}: {r['us'] / mine['us']:.2f}x")
     return lines
 
 
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--torch-avx2-worker"]:
+        return torch_avx2_worker(argv[1])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", required=True, type=Path, help="output file (one record per point)")
     parser.add_argument("--quick", action="store_true", help="two shapes, three token counts, shorter timing")
@@ -202,6 +240,8 @@ def main(argv=None) -> None:
             bench_torch(records, out_f, in_f, t, budget, base)
         else:
             bench_ours(records, isa, out_f, in_f, t, density, pattern, budget, base)
+    if "avx2" in isas:
+        bench_torch_avx2(records, [(o, i, t) for o, i in shapes for t in tokens], budget, base)
     env["loadavg_end"] = os.getloadavg()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"environment": env, "isa_peaks": isa_peaks, "records": records}, indent=1))
