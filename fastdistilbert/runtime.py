@@ -37,25 +37,22 @@ class LinearKernel:
 
     def __call__(self, x: torch.Tensor, *, gelu: bool = False, residual: torch.Tensor | None = None,
                  x_codes: tuple | None = None) -> torch.Tensor:
-        """`x_codes`: (codes, scale, zero point) of `x` quantized per token, when the previous op made them."""
+        """`x_codes`: (codes, scale, zero point) of `x` as this kernel quantizes it, when the previous op made them."""
         from . import ops
 
-        if self.input_scale is None:
-            if x_codes is not None:
-                return ops.quantized_linear(*x_codes, self.packed, gelu=gelu, residual=residual)
+        if self.input_scale is None and x_codes is None:
             return ops.dynamic_quantized_linear(x, self.packed, gelu=gelu, residual=residual)
-        x_q = ops.quantize_per_tensor(x, float(self.input_scale), int(self.input_zero_point))  # layout-free
-        return ops.quantized_linear(x_q, self.input_scale.reshape(1), self.input_zero_point.reshape(1), self.packed,
-                                    gelu=gelu, residual=residual)
-
+        return ops.quantized_linear(*self.input_codes(x, x_codes), self.packed, gelu=gelu, residual=residual)
 
     def input_codes(self, x: torch.Tensor, x_codes: tuple | None = None) -> tuple:
         """(codes, scale, zero point) of `x` exactly as this kernel quantizes its input (per token, or with the
-        static per-tensor parameters)."""
+        static per-tensor parameters); `x_codes` when the caller already has them."""
         from . import ops
 
+        if x_codes is not None:
+            return x_codes
         if self.input_scale is None:
-            return x_codes if x_codes is not None else ops.quantize_per_token(x)
+            return ops.quantize_per_token(x)
         return (ops.quantize_per_tensor(x, float(self.input_scale), int(self.input_zero_point)),
                 self.input_scale.reshape(1), self.input_zero_point.reshape(1))
 

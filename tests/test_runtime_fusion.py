@@ -1,0 +1,55 @@
+"""The runtime's fused ops (self-attention, feed-forward, and the static path's requantizing epilogue) give the
+same bits as running each Linear as its own kernel, for dynamic and calibrated (static) models, dense and sparse."""
+import pytest
+import torch
+
+import fastdistilbert as fd
+from fastdistilbert import ops, runtime
+from fastdistilbert.testing import prune_encoder_blocks, tiny_distilbert_qa
+
+pytestmark = pytest.mark.skipif(not ops.EXTENSION_AVAILABLE, reason="C++ extension not built")
+
+
+def unfused_self_attention(self, h, h_codes, lengths, n_heads, scaling):
+    return ops.attention_fm(self.qkv(h, x_codes=h_codes), lengths, n_heads, scaling)
+
+
+def unfused_feed_forward(self, h1, h1_codes):
+    return self.lin2(self.lin1(h1, gelu=True, x_codes=h1_codes), residual=h1)
+
+
+def model_and_batch(static: bool, sparse: bool):
+    from fastdistilbert.calibration import calibrate
+
+    hf = tiny_distilbert_qa(seed=5, dim=64, n_heads=4, hidden_dim=128, max_position_embeddings=140)
+    if sparse:
+        hf = prune_encoder_blocks(hf, 0.75, (4, 1))
+    model = fd.convert_to_fast(hf, quantize=True).eval()
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, 97, (5, 130), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 70:] = 0  # unequal lengths, one sequence across the 64-token blocks
+    mask[3, 9:] = 0
+    if static:
+        model = calibrate(model, [{"input_ids": ids, "attention_mask": mask}])
+    return model, {"input_ids": ids, "attention_mask": mask}
+
+
+@pytest.mark.parametrize("static", [False, True])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_runtime_is_the_unfused_kernels_exactly(static, sparse, threads, monkeypatch):
+    model, batch = model_and_batch(static, sparse)
+    assert {r["activations"] for r in model.kernel_report()} == {"static" if static else "dynamic"}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            fused = model(**batch)
+            monkeypatch.setattr(runtime.LayerKernels, "self_attention", unfused_self_attention)
+            monkeypatch.setattr(runtime.LayerKernels, "feed_forward", unfused_feed_forward)
+            unfused = model(**batch)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(fused.start_logits, unfused.start_logits)
+    assert torch.equal(fused.end_logits, unfused.end_logits)
