@@ -12,9 +12,8 @@
 
 namespace fastdistilbert {
 
-namespace {
-
-void check_args(const char* op, const at::Tensor& x, const at::Tensor& gamma, const at::Tensor& beta, double eps) {
+void check_layer_norm_args(const char* op, const at::Tensor& x, const at::Tensor& gamma, const at::Tensor& beta,
+                           double eps) {
   TORCH_CHECK(x.scalar_type() == at::kFloat && x.dim() == 2, op, ": x must be float32 [features, tokens], got ",
               x.scalar_type(), " ", x.sizes());
   TORCH_CHECK(x.is_contiguous(), op, ": x must be contiguous (feature-major [features, tokens])");
@@ -25,10 +24,8 @@ void check_args(const char* op, const at::Tensor& x, const at::Tensor& gamma, co
   TORCH_CHECK(eps >= 0, op, ": eps must be non-negative");
 }
 
-}  // namespace
-
 at::Tensor layer_norm_fm(const at::Tensor& x, const at::Tensor& gamma, const at::Tensor& beta, double eps) {
-  check_args("layer_norm_fm", x, gamma, beta, eps);
+  check_layer_norm_args("layer_norm_fm", x, gamma, beta, eps);
   const int64_t K = x.size(0), T = x.size(1);
   at::Tensor y = at::empty_like(x);
   const float *xs = x.data_ptr<float>(), *g = gamma.data_ptr<float>(), *b = beta.data_ptr<float>();
@@ -42,7 +39,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_norm_quantize_f
                                                                                   const at::Tensor& gamma,
                                                                                   const at::Tensor& beta, double eps) {
   const char* op = "layer_norm_quantize_fm";
-  check_args(op, x, gamma, beta, eps);
+  check_layer_norm_args(op, x, gamma, beta, eps);
   const int64_t K = x.size(0), T = x.size(1);
   at::Tensor y = at::empty_like(x);
   at::Tensor q = at::empty({K, T}, x.options().dtype(at::kByte));

@@ -86,6 +86,10 @@ TORCH_LIBRARY(fastdistilbert, m) {
   m.def(
       "self_attention_fm(Tensor x_q, Tensor x_scale, Tensor x_zero_point, Tensor packed_qkv, SymInt dim, "
       "int[] lengths, int n_heads, float scaling) -> Tensor");
+  m.def(
+      "attention_block_fm(Tensor x_q, Tensor x_scale, Tensor x_zero_point, Tensor packed_qkv, Tensor packed_out, "
+      "Tensor residual, Tensor gamma, Tensor beta, float eps, SymInt dim, int[] lengths, int n_heads, float scaling) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def("attention_int8_fm(Tensor qkv, int[] lengths, int n_heads, float scaling) -> Tensor");
 }
 
@@ -100,5 +104,6 @@ TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
   m.impl("layer_norm_quantize_fm", &fastdistilbert::layer_norm_quantize_fm);
   m.impl("attention_fm", &fastdistilbert::attention_fm);
   m.impl("self_attention_fm", &fastdistilbert::self_attention_fm);
+  m.impl("attention_block_fm", &fastdistilbert::attention_block_fm);
   m.impl("attention_int8_fm", &fastdistilbert::attention_int8_fm);
 }

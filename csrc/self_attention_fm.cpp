@@ -3,25 +3,103 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
 #include "attention_fm.h"
 #include "dispatch.h"
 #include "gemm_ops.h"
+#include "layer_norm_fm.h"
+#include "packed_weight.h"
 
 namespace fastdistilbert {
 namespace {
 
-// Per-thread scratch for one sequence.
-struct SequenceScratch {
-  std::vector<uint8_t> codes;   // [K][L] the sequence's activation codes
-  std::vector<uint8_t> packed;  // the codes in the QKV weight's packed-activation layout
-  std::vector<float> scale;     // [Tp] per-token scale (padding: 1)
-  std::vector<int32_t> zp;      // [Tp] per-token zero point (padding: 0)
-  std::vector<float> qkv;       // [3 dim][L]
-  std::vector<float> attention; // attention_head's scratch panels
+// Checked sequence layout of the packed tokens.
+struct Sequences {
+  std::vector<int64_t> first;
+  int64_t longest = 0, nonempty = 0;
 };
+
+Sequences check_sequences(at::IntArrayRef lengths, int64_t T, const char* op) {
+  Sequences q;
+  int64_t total = 0;
+  for (int64_t n : lengths) {
+    TORCH_CHECK(n >= 0, op, ": sequence lengths must be >= 0, got ", n);
+    q.first.push_back(total);
+    total += n;
+    q.longest = std::max(q.longest, n);
+    q.nonempty += n > 0;
+  }
+  TORCH_CHECK(total == T, op, ": sequence lengths add up to ", total, " but x_q has ", T, " tokens");
+  return q;
+}
+
+template <typename E>
+void copy_rows(const E* src, int64_t src_ld, E* dst, int64_t dst_ld, int64_t rows, int64_t width) {
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * dst_ld, src + r * src_ld, width * sizeof(E));
+}
+
+// One GEMM on a sequence's (or block's) own [K][L] panel of u8 codes: packs them, pads the per-token
+// parameters to the variant's token alignment and runs every row group, epilogue writing rows ld apart.
+struct PanelGemm {
+  std::vector<uint8_t> packed;
+  std::vector<float> scale;
+  std::vector<int32_t> zp;
+
+  void run(const KernelTable& k, GemmParams p, const uint8_t* codes, bool flip_sign, const float* x_scale,
+           const int32_t* x_zp, int64_t L) {
+    const int64_t align = k.token_align(p.pattern), Tp = (L + align - 1) / align * align;
+    packed.resize((p.pattern == k4x1 ? p.K : p.Kp) * Tp);
+    scale.assign(Tp, 1.0f);
+    zp.assign(Tp, 0);
+    std::copy(x_scale, x_scale + L, scale.begin());
+    std::copy(x_zp, x_zp + L, zp.begin());
+    k.pack_x(codes, p.K, L, flip_sign, p.pattern, packed.data(), Tp, 0, Tp);
+    p.xp = packed.data();
+    p.T = L, p.Tp = Tp;
+    p.x_scale = scale.data();
+    p.x_zp = zp.data();
+    k.gemm(p, 0, p.Np / 4, 0, L);
+  }
+};
+
+// Q, K, V of one sequence into an L2-resident panel, then every head's attention into ctx (rows ld_ctx apart).
+struct SequenceAttention {
+  std::vector<uint8_t> codes;  // [K][L] the sequence's activation codes
+  std::vector<float> qkv;      // [3 dim][L]
+  std::vector<float> scratch;  // attention_head's panels
+  PanelGemm gemm;
+
+  void run(const KernelTable& k, const GemmParams& p, const Prepared& prep, const uint8_t* x_q, bool flip_sign,
+           int64_t t0, int64_t L, int64_t n_heads, float scaling, float* ctx, int64_t ld_ctx) {
+    const int64_t T = p.T, dim = p.N / 3, head = dim / n_heads, Lp = (L + kAttentionPad - 1) / kAttentionPad * kAttentionPad;
+    codes.resize(p.K * L);
+    qkv.resize(p.N * L);
+    scratch.resize((3 * head + L) * Lp);
+    copy_rows(x_q + t0, T, codes.data(), L, p.K, L);
+    GemmParams a = p;
+    a.ld = L, a.out_shift = 0, a.gelu = 0;
+    a.residual = nullptr, a.out_f32 = qkv.data(), a.out_u8 = nullptr, a.out_acc = nullptr;
+    gemm.run(k, a, codes.data(), flip_sign, prep.x_scale.data_ptr<float>() + t0, prep.x_zp.data_ptr<int32_t>() + t0, L);
+    for (int64_t h = 0; h < n_heads; ++h) {
+      const float* q = qkv.data() + h * head * L;
+      k.attention_head(q, q + dim * L, q + 2 * dim * L, L, head, L, scaling, scratch.data(), ctx + h * head * ld_ctx,
+                       ld_ctx);
+    }
+  }
+};
+
+Prepared prepare_qkv(const KernelTable& k, const at::Tensor& x_q, const at::Tensor& x_scale,
+                     const at::Tensor& x_zero_point, const at::Tensor& packed_qkv, int64_t dim, int64_t n_heads,
+                     const char* op) {
+  Prepared prep = prepare_quantized(k, x_q, x_scale, x_zero_point, packed_qkv, op);
+  TORCH_CHECK(n_heads > 0, op, ": n_heads must be positive, got ", n_heads);
+  TORCH_CHECK(prep.p.N == 3 * dim, op, ": the packed weight has ", prep.p.N, " output rows, not 3 * dim = ", 3 * dim);
+  TORCH_CHECK(dim % n_heads == 0, op, ": dim = ", dim, " is not divisible by n_heads = ", n_heads);
+  return prep;
+}
 
 }  // namespace
 
@@ -30,74 +108,96 @@ at::Tensor self_attention_fm(const at::Tensor& x_q, const at::Tensor& x_scale, c
                              double scaling) {
   const char* op = "self_attention_fm";
   const KernelTable& k = active_kernels();
-  Prepared prep = prepare_quantized(k, x_q, x_scale, x_zero_point, packed_qkv, op);
-  const GemmParams& p = prep.p;
-  TORCH_CHECK(n_heads > 0, op, ": n_heads must be positive, got ", n_heads);
-  TORCH_CHECK(p.N == 3 * dim, op, ": the packed weight has ", p.N, " output rows, not 3 * dim = ", 3 * dim);
-  TORCH_CHECK(dim % n_heads == 0, op, ": dim = ", dim, " is not divisible by n_heads = ", n_heads);
-  const int64_t T = p.T, head = dim / n_heads, n_seq = int64_t(lengths.size());
-  std::vector<int64_t> first(n_seq);
-  int64_t total = 0, longest = 0, nonempty = 0;
-  for (int64_t s = 0; s < n_seq; ++s) {
-    TORCH_CHECK(lengths[s] >= 0, op, ": sequence lengths must be >= 0, got ", lengths[s]);
-    first[s] = total;
-    total += lengths[s];
-    longest = std::max(longest, lengths[s]);
-    nonempty += lengths[s] > 0;
-  }
-  TORCH_CHECK(total == T, op, ": sequence lengths add up to ", total, " but x_q has ", T, " tokens");
-  if (nonempty < at::get_num_threads()) {
+  const Prepared prep = prepare_qkv(k, x_q, x_scale, x_zero_point, packed_qkv, dim, n_heads, op);
+  const int64_t T = prep.p.T;
+  const Sequences seq = check_sequences(lengths, T, op);
+  if (seq.nonempty < at::get_num_threads()) {
     // Fewer sequences than threads: the two ops split rows and heads across threads instead.
-    const at::Tensor qkv = quantized_linear(x_q, x_scale, x_zero_point, packed_qkv, p.N, false, std::nullopt,
+    const at::Tensor qkv = quantized_linear(x_q, x_scale, x_zero_point, packed_qkv, prep.p.N, false, std::nullopt,
                                             std::nullopt, std::nullopt);
     return attention_fm(qkv, lengths, n_heads, scaling);
   }
   at::Tensor out = new_output(dim, T, at::kFloat);
   const bool flip_sign = x_q.scalar_type() == at::kChar;
   const uint8_t* codes = static_cast<const uint8_t*>(x_q.data_ptr());
-  const float* scale = prep.x_scale.data_ptr<float>();
-  const int32_t* zp = prep.x_zp.data_ptr<int32_t>();
   float* ctx = out.data_ptr<float>();
-  const int64_t align = k.token_align(p.pattern), Lpad = (longest + align - 1) / align * align;
-  const int64_t Lp = (longest + kAttentionPad - 1) / kAttentionPad * kAttentionPad;
-  const int64_t rows = p.pattern == k4x1 ? p.K : p.Kp;
-  at::parallel_for(0, n_seq, 1, [&](int64_t s0, int64_t s1) {
-    SequenceScratch w;
-    w.codes.resize(p.K * longest);
-    w.packed.resize(rows * Lpad);
-    w.scale.resize(Lpad);
-    w.zp.resize(Lpad);
-    w.qkv.resize(p.N * longest);
-    w.attention.resize((3 * head + longest) * Lp);
-    for (int64_t s = s0; s < s1; ++s) {
-      const int64_t L = lengths[s], t0 = first[s];
-      if (L == 0) continue;
-      const int64_t Tp = (L + align - 1) / align * align;
-      for (int64_t f = 0; f < p.K; ++f) std::memcpy(w.codes.data() + f * L, codes + f * T + t0, L);
-      k.pack_x(w.codes.data(), p.K, L, flip_sign, p.pattern, w.packed.data(), Tp, 0, Tp);
-      std::copy(scale + t0, scale + t0 + L, w.scale.begin());
-      std::copy(zp + t0, zp + t0 + L, w.zp.begin());
-      std::fill(w.scale.begin() + L, w.scale.begin() + Tp, 1.0f);
-      std::fill(w.zp.begin() + L, w.zp.begin() + Tp, 0);
-      GemmParams a = p;
-      a.xp = w.packed.data();
-      a.T = L, a.Tp = Tp, a.ld = L, a.out_shift = 0;
-      a.x_scale = w.scale.data();
-      a.x_zp = w.zp.data();
-      a.gelu = 0;
-      a.residual = nullptr;
-      a.out_f32 = w.qkv.data();
-      a.out_u8 = nullptr;
-      a.out_acc = nullptr;
-      k.gemm(a, 0, p.Np / 4, 0, L);
-      for (int64_t h = 0; h < n_heads; ++h) {
-        const float* q = w.qkv.data() + h * head * L;
-        k.attention_head(q, q + dim * L, q + 2 * dim * L, L, head, L, float(scaling), w.attention.data(),
-                         ctx + h * head * T + t0, T);
-      }
-    }
+  at::parallel_for(0, int64_t(lengths.size()), 1, [&](int64_t s0, int64_t s1) {
+    SequenceAttention work;
+    for (int64_t s = s0; s < s1; ++s)
+      if (lengths[s] > 0)
+        work.run(k, prep.p, prep, codes, flip_sign, seq.first[s], lengths[s], n_heads, float(scaling),
+                 ctx + seq.first[s], T);
   });
   return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_block_fm(
+    const at::Tensor& x_q, const at::Tensor& x_scale, const at::Tensor& x_zero_point, const at::Tensor& packed_qkv,
+    const at::Tensor& packed_out, const at::Tensor& residual, const at::Tensor& gamma, const at::Tensor& beta,
+    double eps, int64_t dim, at::IntArrayRef lengths, int64_t n_heads, double scaling) {
+  const char* op = "attention_block_fm";
+  const KernelTable& k = active_kernels();
+  TORCH_CHECK(x_q.scalar_type() == at::kByte, op, ": x_q must be uint8 per-token codes, got ", x_q.scalar_type());
+  const Prepared prep = prepare_qkv(k, x_q, x_scale, x_zero_point, packed_qkv, dim, n_heads, op);
+  const int64_t T = prep.p.T;
+  const Sequences seq = check_sequences(lengths, T, op);
+  GemmParams out_p{};
+  parse_packed_weight(packed_out, out_p, op);
+  TORCH_CHECK(out_p.K == dim && out_p.N == dim, op, ": the output projection is ", out_p.N, " x ", out_p.K,
+              ", not dim x dim = ", dim, " x ", dim);
+  TORCH_CHECK(residual.scalar_type() == at::kFloat && residual.dim() == 2 && residual.size(0) == dim &&
+                  residual.size(1) == T && residual.is_contiguous(),
+              op, ": residual must be a contiguous float32 [", dim, ", ", T, "] tensor, got ", residual.scalar_type(),
+              " ", residual.sizes());
+  if (seq.nonempty < at::get_num_threads()) {
+    // Fewer sequences than threads: the ops one by one, each split across the threads.
+    const at::Tensor ctx = self_attention_fm(x_q, x_scale, x_zero_point, packed_qkv, dim, lengths, n_heads, scaling);
+    return layer_norm_quantize_fm(dynamic_quantized_linear(ctx, packed_out, dim, false, residual), gamma, beta, eps);
+  }
+  check_layer_norm_args(op, residual, gamma, beta, eps);
+  at::Tensor y = at::empty({dim, T}, residual.options());
+  at::Tensor q = at::empty({dim, T}, residual.options().dtype(at::kByte));
+  at::Tensor y_scale = at::empty({T}, residual.options());
+  at::Tensor y_zp = at::empty({T}, residual.options().dtype(at::kInt));
+  const uint8_t* codes = x_q.data_ptr<uint8_t>();
+  const float *res = residual.data_ptr<float>(), *g = gamma.data_ptr<float>(), *b = beta.data_ptr<float>();
+  std::atomic<int64_t> bad_token{-1};
+  std::atomic<bool> bad_context{false};
+  at::parallel_for(0, int64_t(lengths.size()), 1, [&](int64_t s0, int64_t s1) {
+    SequenceAttention attention;
+    PanelGemm projection;
+    std::vector<float> ctx, pre, normed, c_scale, n_scale;
+    std::vector<int32_t> c_zp, n_zp;
+    std::vector<uint8_t> c_codes, n_codes;
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t L = lengths[s], t0 = seq.first[s];
+      if (L == 0) continue;
+      for (auto* v : {&ctx, &pre, &normed}) v->resize(dim * L);
+      for (auto* v : {&c_codes, &n_codes}) v->resize(dim * L);
+      c_scale.resize(L), c_zp.resize(L);
+      attention.run(k, prep.p, prep, codes, false, t0, L, n_heads, float(scaling), ctx.data(), L);
+      if (!k.quantize_per_token(ctx.data(), dim, L, 0, L, c_scale.data(), c_zp.data(), c_codes.data())) {
+        bad_context = true;
+        continue;
+      }
+      // Output projection + residual, in place over the residual's columns copied into the panel.
+      copy_rows(res + t0, T, pre.data(), L, dim, L);
+      GemmParams a = out_p;
+      a.ld = L, a.out_shift = 0, a.gelu = 0;
+      a.residual = pre.data(), a.out_f32 = pre.data(), a.out_u8 = nullptr, a.out_acc = nullptr;
+      projection.run(k, a, c_codes.data(), false, c_scale.data(), c_zp.data(), L);
+      k.layer_norm(pre.data(), dim, L, 0, L, g, b, eps, normed.data());
+      if (!k.quantize_per_token(normed.data(), dim, L, 0, L, y_scale.data_ptr<float>() + t0,
+                                y_zp.data_ptr<int32_t>() + t0, n_codes.data()))
+        bad_token.store(t0);
+      copy_rows(normed.data(), L, y.data_ptr<float>() + t0, T, dim, L);
+      copy_rows(n_codes.data(), L, q.data_ptr<uint8_t>() + t0, T, dim, L);
+    }
+  });
+  TORCH_CHECK(!bad_context.load(), op, ": the attention context contains NaN or Inf; activations must be finite");
+  TORCH_CHECK(bad_token.load() < 0, op, ": the normalized activations contain NaN or Inf (in the tokens from ",
+              bad_token.load(), " on); the input must be finite");
+  return {y, q, y_scale, y_zp};
 }
 
 }  // namespace fastdistilbert

@@ -189,6 +189,21 @@ def self_attention_fm(x_q: torch.Tensor, x_scale: torch.Tensor, x_zero_point: to
                                                       n_heads, scaling)
 
 
+def attention_block_fm(x_q: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Tensor, packed_qkv: torch.Tensor,
+                       packed_out: torch.Tensor, residual: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                       eps: float, lengths: list[int], n_heads: int, scaling: float):
+    """The attention sublayer in one op, for per-token codes: `layer_norm_quantize_fm(dynamic_quantized_linear(
+    self_attention_fm(...), packed_out, residual=residual), gamma, beta, eps)` -> (h1, codes, scale, zero point),
+    bit-identical, one sequence at a time so nothing in between leaves the cache."""
+    if not warn_if_unavailable():
+        ctx = self_attention_fm(x_q, x_scale, x_zero_point, packed_qkv, lengths, n_heads, scaling)
+        h1 = R.layer_norm_fm(R.dynamic_quantized_linear(ctx, packed_out, residual=residual), gamma, beta, eps)
+        return (h1, *R.quantize_per_token(h1))
+    return torch.ops.fastdistilbert.attention_block_fm(x_q, x_scale, x_zero_point, packed_qkv, packed_out, residual,
+                                                       gamma, beta, eps, residual.shape[0], list(lengths), n_heads,
+                                                       scaling)
+
+
 def attention_int8_fm(qkv: torch.Tensor, lengths: list[int], n_heads: int, scaling: float) -> torch.Tensor:
     """`attention_fm` with INT8 matmuls on the active kernel variant: Q and the probabilities quantized per query
     token (u8), K and V per key / per feature (s8 symmetric); softmax in fp32 (csrc/attention_int8.cpp)."""
@@ -248,6 +263,12 @@ if EXTENSION_AVAILABLE:
     @torch.library.register_fake("fastdistilbert::self_attention_fm")
     def _(x_q, x_scale, x_zero_point, packed_qkv, dim, lengths, n_heads, scaling):
         return x_q.new_empty((dim, x_q.shape[1]), dtype=torch.float32)
+
+    @torch.library.register_fake("fastdistilbert::attention_block_fm")
+    def _(x_q, x_scale, x_zero_point, packed_qkv, packed_out, residual, gamma, beta, eps, dim, lengths, n_heads,
+          scaling):
+        return (torch.empty_like(residual), torch.empty_like(residual, dtype=torch.uint8),
+                residual.new_empty((residual.shape[1],)), residual.new_empty((residual.shape[1],), dtype=torch.int32))
 
     @torch.library.register_fake("fastdistilbert::layer_norm_fm")
     def _(x, gamma, beta, eps):

@@ -7,12 +7,14 @@ left with one scatter; in between, every Linear is a fused INT8 op:
 
     qkv  = linear(h, W_qkv)                      fused Q, K and V projections
     attn = softmax(Q^T K * scale) per sequence and head (fp32 FMA kernel: csrc/attention_head.inc, or INT8 matmuls:
-                                                     csrc/attention_int8.cpp when model.int8_attention); in fp32
-                                                     both lines are one op, sequence by sequence
+                                                     csrc/attention_int8.cpp when model.int8_attention)
     h1   = LayerNorm(linear(attn, W_out) + h)    residual fused into the epilogue
     ff   = linear(h1, W_lin1, gelu)              GELU fused into the epilogue
-    h    = LayerNorm(linear(ff, W_lin2) + h1)    residual fused into the epilogue; with dynamic activation scales
-                                                 both FFN linears run as one op, block of tokens by block
+    h    = LayerNorm(linear(ff, W_lin2) + h1)    residual fused into the epilogue
+
+With per-token (dynamic) activation scales, the first three lines run as one op, sequence by sequence
+(csrc/self_attention_fm.cpp), and the two FFN linears as one op, 64 tokens at a time (csrc/feed_forward_fm.cpp),
+so the intermediates between them stay in the cache. Every fused op gives the bits of the unfused kernels.
 
 Position ids follow HF: a token's position is its column in the padded input, whatever the padding side.
 Hidden states at padding positions are returned as zeros.
@@ -91,6 +93,20 @@ class LayerKernels:
         return ops.self_attention_fm(*self.qkv.input_codes(h, h_codes), self.qkv.packed, lengths, n_heads, scaling,
                                      dim=h.shape[0])
 
+    def attention_block(self, h: torch.Tensor, h_codes: tuple | None, norm: torch.nn.LayerNorm, lengths: list[int],
+                        n_heads: int, scaling: float) -> tuple:
+        """(h1, its codes for lin1 or None): h1 = LayerNorm(out(attention(qkv(h))) + h). One op, sequence by
+        sequence (csrc/self_attention_fm.cpp), when out and lin1 both quantize their inputs per token."""
+        from . import ops
+
+        if self.out.input_scale is None and self.lin1.input_scale is None:
+            h1, *codes = ops.attention_block_fm(*self.qkv.input_codes(h, h_codes), self.qkv.packed, self.out.packed, h,
+                                                norm.weight.detach(), norm.bias.detach(), norm.eps, lengths, n_heads,
+                                                scaling)
+            return h1, tuple(codes)
+        ctx = self.self_attention(h, h_codes, lengths, n_heads, scaling)
+        return layer_norm_feature_major(self.out(ctx, residual=h), norm, self.lin1)
+
     def feed_forward(self, h1: torch.Tensor, h1_codes: tuple | None) -> torch.Tensor:
         """lin2(GELU(lin1(h1))) + h1: one fused op (csrc/feed_forward_fm.cpp) when both Linears quantize their
         input per token, else the two kernels."""
@@ -163,9 +179,9 @@ def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     for i, (block, kernels) in enumerate(layers):
         if int8_attention:
             ctx = ops.attention_int8_fm(kernels.qkv(h, x_codes=codes), lengths, config.n_heads, scaling)
+            h1, h1_codes = layer_norm_feature_major(kernels.out(ctx, residual=h), block.sa_layer_norm, kernels.lin1)
         else:
-            ctx = kernels.self_attention(h, codes, lengths, config.n_heads, scaling)
-        h1, h1_codes = layer_norm_feature_major(kernels.out(ctx, residual=h), block.sa_layer_norm, kernels.lin1)
+            h1, h1_codes = kernels.attention_block(h, codes, block.sa_layer_norm, lengths, config.n_heads, scaling)
         next_qkv = layers[i + 1][1].qkv if i + 1 < len(layers) else None
         h, codes = layer_norm_feature_major(kernels.feed_forward(h1, h1_codes), block.output_layer_norm, next_qkv)
     out = torch.zeros(batch * seq, config.dim, dtype=h.dtype)

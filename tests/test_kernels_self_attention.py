@@ -1,5 +1,6 @@
-"""The fused self-attention op (QKV projection + attention, sequence by sequence) against the two ops it
-replaces: bit-identical on every ISA, pattern, activation kind, sequence mix and thread count."""
+"""The fused self-attention ops (QKV projection + attention; and the whole sublayer up to the LayerNorm's codes,
+sequence by sequence) against the ops they replace: bit-identical on every ISA, pattern, activation kind,
+sequence mix and thread count."""
 import pytest
 import torch
 
@@ -61,3 +62,59 @@ def test_fused_self_attention_bad_input():
         ops.self_attention_fm(x_q, x_scale, x_zp, packed, [40, -1], HEADS, 0.3)
     with pytest.raises(RuntimeError, match="x_q must be uint8 or int8"):
         ops.self_attention_fm(x_q.float(), x_scale, x_zp, packed, [7, 30, 2], HEADS, 0.3)
+
+
+def block_case(pattern: str, lengths: list[int], seed: int = 0):
+    x_q, x_scale, x_zp, packed_qkv = qkv_case(pattern, lengths, seed=seed)
+    w, s, b = weight_with_zeros(DIM, DIM, 1.0 if pattern == "dense" else 0.3, pattern, seed + 7)
+    packed_out = ops.pack_weight(w, s * 0.05, b, pattern)
+    g = torch.Generator().manual_seed(seed + 9)
+    residual = torch.randn(DIM, sum(lengths), generator=g)
+    gamma, beta = torch.randn(DIM, generator=g), torch.randn(DIM, generator=g)
+    return x_q, x_scale, x_zp, packed_qkv, packed_out, residual, gamma, beta
+
+
+def three_ops(x_q, x_scale, x_zp, packed_qkv, packed_out, residual, gamma, beta, lengths):
+    ctx = ops.attention_fm(ops.quantized_linear(x_q, x_scale, x_zp, packed_qkv), lengths, HEADS, 0.3)
+    return ops.layer_norm_quantize_fm(ops.dynamic_quantized_linear(ctx, packed_out, residual=residual), gamma, beta,
+                                      1e-12)
+
+
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("lengths", SEQUENCES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_attention_block_is_the_three_ops_exactly(isa, pattern, lengths, threads):
+    case = block_case(pattern, lengths)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with forced_isa(isa):
+            fused = ops.attention_block_fm(*case, 1e-12, lengths, HEADS, 0.3)
+            want = three_ops(*case, lengths)
+    finally:
+        torch.set_num_threads(previous)
+    assert all(torch.equal(a, b) for a, b in zip(fused, want))
+
+
+def test_fused_attention_block_opcheck_and_bad_input():
+    lengths = [7, 30, 2]
+    x_q, x_scale, x_zp, packed_qkv, packed_out, residual, gamma, beta = block_case("4x1", lengths)
+    torch.library.opcheck(torch.ops.fastdistilbert.attention_block_fm.default,
+                          (x_q, x_scale, x_zp, packed_qkv, packed_out, residual, gamma, beta, 1e-12, DIM, lengths,
+                           HEADS, 0.3))
+    call = lambda **kw: ops.attention_block_fm(**{**dict(  # noqa: E731
+        x_q=x_q, x_scale=x_scale, x_zero_point=x_zp, packed_qkv=packed_qkv, packed_out=packed_out,
+        residual=residual, gamma=gamma, beta=beta, eps=1e-12, lengths=lengths, n_heads=HEADS, scaling=0.3), **kw})
+    with pytest.raises(RuntimeError, match="output projection is 120 x 40, not dim x dim = 40 x 40"):
+        call(packed_out=packed_qkv)
+    with pytest.raises(RuntimeError, match=r"residual must be a contiguous float32 \[40, 39\]"):
+        call(residual=residual.t().contiguous().t())
+    with pytest.raises(RuntimeError, match="gamma and beta must be contiguous float32 \\[40\\]"):
+        call(gamma=gamma[:39])
+    with pytest.raises(RuntimeError, match="x_q must be uint8 per-token codes"):
+        call(x_q=x_q.to(torch.int8))
+    bad = residual.clone()
+    bad[3, 20] = float("inf")
+    with pytest.raises(RuntimeError, match="NaN or Inf"):
+        call(residual=bad)

@@ -14,6 +14,11 @@ def unfused_self_attention(self, h, h_codes, lengths, n_heads, scaling):
     return ops.attention_fm(self.qkv(h, x_codes=h_codes), lengths, n_heads, scaling)
 
 
+def unfused_attention_block(self, h, h_codes, norm, lengths, n_heads, scaling):
+    ctx = ops.attention_fm(self.qkv(h, x_codes=h_codes), lengths, n_heads, scaling)
+    return runtime.layer_norm_feature_major(self.out(ctx, residual=h), norm, self.lin1)
+
+
 def unfused_feed_forward(self, h1, h1_codes):
     return self.lin2(self.lin1(h1, gelu=True, x_codes=h1_codes), residual=h1)
 
@@ -46,6 +51,7 @@ def test_fused_runtime_is_the_unfused_kernels_exactly(static, sparse, threads, m
     try:
         with torch.inference_mode():
             fused = model(**batch)
+            monkeypatch.setattr(runtime.LayerKernels, "attention_block", unfused_attention_block)
             monkeypatch.setattr(runtime.LayerKernels, "self_attention", unfused_self_attention)
             monkeypatch.setattr(runtime.LayerKernels, "feed_forward", unfused_feed_forward)
             unfused = model(**batch)
