@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <vector>
 
 #include "dispatch.h"
 #include "gemm_ops.h"
+#include "layer_norm_fm.h"
 #include "packed_weight.h"
 
 namespace fastdistilbert {
@@ -19,92 +21,170 @@ namespace {
 // slower for (1,4) weights at 1024 tokens, whose activation panels then leave L2.
 constexpr int64_t kBlock = 64;
 
-// Per-thread scratch for one token block of the intermediate.
-struct BlockScratch {
-  std::vector<float> hidden;   // [N1][width] fp32 output of lin1 + GELU
-  std::vector<uint8_t> codes;  // [N1][width] per-token u8 codes of it
-  std::vector<uint8_t> packed; // the codes in lin2's packed-activation layout
-  std::vector<float> scale;    // [Tp2] per-token scale (padding: 1)
-  std::vector<int32_t> zp;     // [Tp2] per-token zero point (padding: 0)
+// The two validated GEMMs of the feed-forward and the pre-packed lin1 activations.
+struct FeedForward {
+  Prepared first;
+  GemmParams p1, p2;
+  at::Tensor xp1;
+  int64_t T;
 };
+
+FeedForward prepare_feed_forward(const KernelTable& k, const at::Tensor& x_q, const at::Tensor& x_scale,
+                                 const at::Tensor& x_zero_point, const at::Tensor& packed1, const at::Tensor& packed2,
+                                 const at::Tensor& residual, const char* op) {
+  TORCH_CHECK(x_q.scalar_type() == at::kByte, op, ": x_q must be uint8 per-token codes, got ", x_q.scalar_type());
+  FeedForward f;
+  f.first = prepare_quantized(k, x_q, x_scale, x_zero_point, packed1, op);
+  f.p1 = f.first.p;
+  f.p2 = GemmParams{};
+  parse_packed_weight(packed2, f.p2, op);
+  TORCH_CHECK(f.p2.K == f.p1.N, op, ": the second packed weight has in_features K = ", f.p2.K,
+              " but the first has out_features N = ", f.p1.N, " (lin2 must consume lin1's output)");
+  f.T = f.p1.T;
+  TORCH_CHECK(residual.scalar_type() == at::kFloat, op, ": residual must be float32, got ", residual.scalar_type());
+  TORCH_CHECK(residual.dim() == 2 && residual.size(0) == f.p2.N && residual.size(1) == f.T, op,
+              ": residual must have shape [", f.p2.N, ", ", f.T, "], got ", residual.sizes());
+  TORCH_CHECK(residual.is_contiguous(), op, ": residual must be contiguous");
+  TORCH_INTERNAL_ASSERT(kBlock % k.token_align(k4x1) == 0 && kBlock % k.token_align(f.p2.pattern) == 0);
+  return f;
+}
+
+// Per-thread scratch of one token block: lin1 + GELU into an L2 panel, its per-token codes packed for lin2.
+struct BlockScratch {
+  std::vector<float> hidden;    // [N1][width] fp32 output of lin1 + GELU
+  std::vector<uint8_t> codes;   // [N1][width] per-token u8 codes of it
+  std::vector<uint8_t> packed;  // the codes in lin2's packed-activation layout
+  std::vector<float> scale;     // [kBlock] per-token scale (padding: 1)
+  std::vector<int32_t> zp;      // [kBlock] per-token zero point (padding: 0)
+
+  // Runs lin1 + GELU and the quantization for tokens [t0, t0 + width); returns lin2's params for the block
+  // (epilogue targets left to the caller), or false when the hidden activations are not finite.
+  bool hidden_layer(const KernelTable& k, const FeedForward& f, int64_t t0, int64_t width, GemmParams& lin2) {
+    const int64_t N1 = f.p1.N;
+    hidden.resize(N1 * kBlock);
+    codes.resize(N1 * kBlock);
+    packed.resize((f.p2.pattern == k4x1 ? f.p2.K : f.p2.Kp) * kBlock);
+    scale.assign(kBlock, 1.0f);
+    zp.assign(kBlock, 0);
+    GemmParams a = f.p1;
+    a.xp = f.xp1.data_ptr<uint8_t>();
+    a.x_scale = f.first.x_scale.data_ptr<float>();
+    a.x_zp = f.first.x_zp.data_ptr<int32_t>();
+    a.gelu = 1;
+    a.residual = nullptr, a.out_u8 = nullptr, a.out_acc = nullptr;
+    a.out_f32 = hidden.data();
+    a.ld = width;
+    a.out_shift = -t0;
+    k.gemm(a, 0, f.p1.Np / 4, t0, t0 + width);
+    if (!k.quantize_per_token(hidden.data(), N1, width, 0, width, scale.data(), zp.data(), codes.data())) return false;
+    const int64_t align = k.token_align(f.p2.pattern), Tp2 = (width + align - 1) / align * align;
+    k.pack_x(codes.data(), N1, width, 0, f.p2.pattern, packed.data(), Tp2, 0, Tp2);
+    lin2 = f.p2;
+    lin2.xp = packed.data();
+    lin2.T = width;
+    lin2.Tp = Tp2;
+    lin2.x_scale = scale.data();
+    lin2.x_zp = zp.data();
+    lin2.gelu = 0;
+    lin2.out_u8 = nullptr, lin2.out_acc = nullptr;
+    return true;
+  }
+};
+
+template <typename E>
+void copy_rows(const E* src, int64_t src_ld, E* dst, int64_t dst_ld, int64_t rows, int64_t width) {
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * dst_ld, src + r * src_ld, width * sizeof(E));
+}
 
 }  // namespace
 
 at::Tensor feed_forward_fm(const at::Tensor& x_q, const at::Tensor& x_scale, const at::Tensor& x_zero_point,
                            const at::Tensor& packed1, const at::Tensor& packed2, const at::Tensor& residual) {
   const char* op = "feed_forward_fm";
-  TORCH_CHECK(x_q.scalar_type() == at::kByte, op, ": x_q must be uint8 per-token codes, got ", x_q.scalar_type());
   const KernelTable& k = active_kernels();
-  Prepared first = prepare_quantized(k, x_q, x_scale, x_zero_point, packed1, op);
-  GemmParams p1 = first.p;
-  GemmParams p2{};
-  parse_packed_weight(packed2, p2, op);
-  TORCH_CHECK(p2.K == p1.N, op, ": the second packed weight has in_features K = ", p2.K,
-              " but the first has out_features N = ", p1.N, " (lin2 must consume lin1's output)");
-  const int64_t T = p1.T;
-  TORCH_CHECK(residual.scalar_type() == at::kFloat, op, ": residual must be float32, got ", residual.scalar_type());
-  TORCH_CHECK(residual.dim() == 2 && residual.size(0) == p2.N && residual.size(1) == T, op,
-              ": residual must have shape [", p2.N, ", ", T, "], got ", residual.sizes());
-  TORCH_CHECK(residual.is_contiguous(), op, ": residual must be contiguous");
-  at::Tensor out = new_output(p2.N, T, at::kFloat);
-  if (T == 0) return out;
-  TORCH_INTERNAL_ASSERT(kBlock % k.token_align(k4x1) == 0 && kBlock % k.token_align(p2.pattern) == 0);
-  const int64_t n_blocks = (T + kBlock - 1) / kBlock;
+  FeedForward f = prepare_feed_forward(k, x_q, x_scale, x_zero_point, packed1, packed2, residual, op);
+  const int64_t T = f.T, n_blocks = (T + kBlock - 1) / kBlock;
   if (n_blocks < at::get_num_threads()) {
     // Too few tokens to give every thread a block: the two ops split rows across threads instead.
-    at::Tensor hidden = quantized_linear(x_q, x_scale, x_zero_point, packed1, p1.N, true, std::nullopt, std::nullopt,
-                                         std::nullopt);
-    return dynamic_quantized_linear(hidden, packed2, p2.N, false, residual);
+    at::Tensor hidden = quantized_linear(x_q, x_scale, x_zero_point, packed1, f.p1.N, true, std::nullopt,
+                                         std::nullopt, std::nullopt);
+    return dynamic_quantized_linear(hidden, packed2, f.p2.N, false, residual);
   }
-
-  at::Tensor xp1 = pack_activations(k, p1, x_q, false);
-  p1.x_scale = first.x_scale.data_ptr<float>();
-  p1.x_zp = first.x_zp.data_ptr<int32_t>();
-  p1.gelu = 1;
-  p2.gelu = 0;
-  p2.residual = residual.data_ptr<float>();
-  p2.out_f32 = out.data_ptr<float>();
-  p2.ld = T;
-
-  const int64_t N1 = p1.N, rows2 = p2.pattern == k4x1 ? p2.K : p2.Kp;
+  at::Tensor out = new_output(f.p2.N, T, at::kFloat);
+  f.xp1 = pack_activations(k, f.p1, x_q, false);
   std::atomic<int64_t> bad_block{-1};
   at::parallel_for(0, n_blocks, 1, [&](int64_t b0, int64_t b1) {
     BlockScratch s;
-    s.hidden.resize(N1 * kBlock);
-    s.codes.resize(N1 * kBlock);
-    s.packed.resize(rows2 * kBlock);
-    s.scale.resize(kBlock);
-    s.zp.resize(kBlock);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t t0 = b * kBlock, width = std::min(kBlock, T - t0);
-      // lin1 + GELU for tokens [t0, t0 + width) into the [N1][width] panel.
-      GemmParams a = p1;
-      a.out_f32 = s.hidden.data();
-      a.ld = width;
-      a.out_shift = -t0;
-      k.gemm(a, 0, p1.Np / 4, t0, t0 + width);
-      if (!k.quantize_per_token(s.hidden.data(), N1, width, 0, width, s.scale.data(), s.zp.data(), s.codes.data())) {
+      GemmParams lin2;
+      if (!s.hidden_layer(k, f, t0, width, lin2)) {
         bad_block.store(t0);
         continue;
       }
-      const int64_t align = k.token_align(p2.pattern), Tp2 = (width + align - 1) / align * align;
-      std::fill(s.scale.begin() + width, s.scale.end(), 1.0f);
-      std::fill(s.zp.begin() + width, s.zp.end(), 0);
-      k.pack_x(s.codes.data(), N1, width, 0, p2.pattern, s.packed.data(), Tp2, 0, Tp2);
       // lin2 + residual for the block's tokens, written into columns [t0, t0 + width) of out.
-      GemmParams c = p2;
-      c.xp = s.packed.data();
-      c.T = width;
-      c.Tp = Tp2;
-      c.x_scale = s.scale.data();
-      c.x_zp = s.zp.data();
-      c.out_shift = t0;
-      k.gemm(c, 0, p2.Np / 4, 0, width);
+      lin2.residual = residual.data_ptr<float>();
+      lin2.out_f32 = out.data_ptr<float>();
+      lin2.ld = T;
+      lin2.out_shift = t0;
+      k.gemm(lin2, 0, f.p2.Np / 4, 0, width);
     }
   });
   TORCH_CHECK(bad_block.load() < 0, op, ": the first linear's output contains NaN or Inf (in the tokens from ",
               bad_block.load(), " on); activations must be finite");
   return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> feed_forward_block_fm(
+    const at::Tensor& x_q, const at::Tensor& x_scale, const at::Tensor& x_zero_point, const at::Tensor& packed1,
+    const at::Tensor& packed2, const at::Tensor& residual, const at::Tensor& gamma, const at::Tensor& beta,
+    double eps) {
+  const char* op = "feed_forward_block_fm";
+  const KernelTable& k = active_kernels();
+  FeedForward f = prepare_feed_forward(k, x_q, x_scale, x_zero_point, packed1, packed2, residual, op);
+  check_layer_norm_args(op, residual, gamma, beta, eps);
+  const int64_t T = f.T, N2 = f.p2.N, n_blocks = (T + kBlock - 1) / kBlock;
+  if (n_blocks < at::get_num_threads())
+    return layer_norm_quantize_fm(feed_forward_fm(x_q, x_scale, x_zero_point, packed1, packed2, residual), gamma,
+                                  beta, eps);
+  at::Tensor y = at::empty({N2, T}, residual.options());
+  at::Tensor q = at::empty({N2, T}, residual.options().dtype(at::kByte));
+  at::Tensor y_scale = at::empty({T}, residual.options());
+  at::Tensor y_zp = at::empty({T}, residual.options().dtype(at::kInt));
+  f.xp1 = pack_activations(k, f.p1, x_q, false);
+  const float *res = residual.data_ptr<float>(), *g = gamma.data_ptr<float>(), *b = beta.data_ptr<float>();
+  std::atomic<int64_t> bad_hidden{-1}, bad_token{-1};
+  at::parallel_for(0, n_blocks, 1, [&](int64_t b0, int64_t b1) {
+    BlockScratch s;
+    std::vector<float> pre(N2 * kBlock), normed(N2 * kBlock);
+    std::vector<uint8_t> codes(N2 * kBlock);
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t t0 = blk * kBlock, width = std::min(kBlock, T - t0);
+      GemmParams lin2;
+      if (!s.hidden_layer(k, f, t0, width, lin2)) {
+        bad_hidden.store(t0);
+        continue;
+      }
+      // lin2 + residual in place over the residual's columns copied into the panel, then LayerNorm and codes.
+      copy_rows(res + t0, T, pre.data(), width, N2, width);
+      lin2.residual = pre.data();
+      lin2.out_f32 = pre.data();
+      lin2.ld = width;
+      lin2.out_shift = 0;
+      k.gemm(lin2, 0, f.p2.Np / 4, 0, width);
+      k.layer_norm(pre.data(), N2, width, 0, width, g, b, eps, normed.data());
+      if (!k.quantize_per_token(normed.data(), N2, width, 0, width, y_scale.data_ptr<float>() + t0,
+                                y_zp.data_ptr<int32_t>() + t0, codes.data()))
+        bad_token.store(t0);
+      copy_rows(normed.data(), width, y.data_ptr<float>() + t0, T, N2, width);
+      copy_rows(codes.data(), width, q.data_ptr<uint8_t>() + t0, T, N2, width);
+    }
+  });
+  TORCH_CHECK(bad_hidden.load() < 0, op, ": the first linear's output contains NaN or Inf (in the tokens from ",
+              bad_hidden.load(), " on); activations must be finite");
+  TORCH_CHECK(bad_token.load() < 0, op, ": the normalized activations contain NaN or Inf (in the tokens from ",
+              bad_token.load(), " on); the input must be finite");
+  return {y, q, y_scale, y_zp};
 }
 
 }  // namespace fastdistilbert

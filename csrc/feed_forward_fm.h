@@ -8,9 +8,19 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <tuple>
+
 namespace fastdistilbert {
 
 at::Tensor feed_forward_fm(const at::Tensor& x_q, const at::Tensor& x_scale, const at::Tensor& x_zero_point,
                            const at::Tensor& packed1, const at::Tensor& packed2, const at::Tensor& residual);
+
+// The whole feed-forward sublayer for a next consumer that quantizes per token: layer_norm_quantize_fm(
+// feed_forward_fm(...), gamma, beta, eps) -> (h, its codes, scale, zero point), the LayerNorm done on each
+// block's panel too. Bit-identical to the two ops.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> feed_forward_block_fm(
+    const at::Tensor& x_q, const at::Tensor& x_scale, const at::Tensor& x_zero_point, const at::Tensor& packed1,
+    const at::Tensor& packed2, const at::Tensor& residual, const at::Tensor& gamma, const at::Tensor& beta,
+    double eps);
 
 }  // namespace fastdistilbert

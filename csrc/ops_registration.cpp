@@ -76,6 +76,9 @@ TORCH_LIBRARY(fastdistilbert, m) {
   m.def(
       "feed_forward_fm(Tensor x_q, Tensor x_scale, Tensor x_zero_point, Tensor packed1, Tensor packed2, "
       "Tensor residual) -> Tensor");
+  m.def(
+      "feed_forward_block_fm(Tensor x_q, Tensor x_scale, Tensor x_zero_point, Tensor packed1, Tensor packed2, "
+      "Tensor residual, Tensor gamma, Tensor beta, float eps) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("quantized_linear_accumulators(Tensor x_q, Tensor packed, SymInt out_features, str isa=\"\") -> Tensor");
   m.def("last_isa() -> str", &fastdistilbert::last_isa);
   m.def("set_output_sentinel(int byte) -> ()", &fastdistilbert::set_output_sentinel);
@@ -99,6 +102,7 @@ TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
   m.impl("quantize_per_token", &fastdistilbert::quantize_per_token);
   m.impl("quantize_per_tensor_fm", &fastdistilbert::quantize_per_tensor_fm);
   m.impl("feed_forward_fm", &fastdistilbert::feed_forward_fm);
+  m.impl("feed_forward_block_fm", &fastdistilbert::feed_forward_block_fm);
   m.impl("quantized_linear_accumulators", &fastdistilbert::quantized_linear_accumulators);
   m.impl("layer_norm_fm", &fastdistilbert::layer_norm_fm);
   m.impl("layer_norm_quantize_fm", &fastdistilbert::layer_norm_quantize_fm);

@@ -129,6 +129,18 @@ def feed_forward_fm(x_q: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torc
     return torch.ops.fastdistilbert.feed_forward_fm(x_q, x_scale, x_zero_point, packed1, packed2, residual)
 
 
+def feed_forward_block_fm(x_q: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Tensor, packed1: torch.Tensor,
+                          packed2: torch.Tensor, residual: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                          eps: float):
+    """The feed-forward sublayer in one op: `layer_norm_quantize_fm(feed_forward_fm(...), gamma, beta, eps)` ->
+    (h, codes, scale, zero point), bit-identical, the LayerNorm made on each block of tokens while it is cached."""
+    if not warn_if_unavailable():
+        h = R.layer_norm_fm(feed_forward_fm(x_q, x_scale, x_zero_point, packed1, packed2, residual), gamma, beta, eps)
+        return (h, *R.quantize_per_token(h))
+    return torch.ops.fastdistilbert.feed_forward_block_fm(x_q, x_scale, x_zero_point, packed1, packed2, residual,
+                                                          gamma, beta, eps)
+
+
 def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(uint8 codes [K, T], fp32 scale [T], int32 zero point [T]) of feature-major fp32 `x [K, T]`."""
     if not warn_if_unavailable():
@@ -240,6 +252,14 @@ if EXTENSION_AVAILABLE:
     def _(x_q, x_scale, x_zero_point, packed1, packed2, residual):
         return torch.empty_like(residual)
 
+    def _normalized_with_codes(residual):  # (h, codes, scale, zero point) of a sublayer ending in LayerNorm
+        return (torch.empty_like(residual), torch.empty_like(residual, dtype=torch.uint8),
+                residual.new_empty((residual.shape[1],)), residual.new_empty((residual.shape[1],), dtype=torch.int32))
+
+    @torch.library.register_fake("fastdistilbert::feed_forward_block_fm")
+    def _(x_q, x_scale, x_zero_point, packed1, packed2, residual, gamma, beta, eps):
+        return _normalized_with_codes(residual)
+
     @torch.library.register_fake("fastdistilbert::quantize_per_token")
     def _(x):
         return (x.new_empty(x.shape, dtype=torch.uint8), x.new_empty((x.shape[1],), dtype=torch.float32),
@@ -267,8 +287,7 @@ if EXTENSION_AVAILABLE:
     @torch.library.register_fake("fastdistilbert::attention_block_fm")
     def _(x_q, x_scale, x_zero_point, packed_qkv, packed_out, residual, gamma, beta, eps, dim, lengths, n_heads,
           scaling):
-        return (torch.empty_like(residual), torch.empty_like(residual, dtype=torch.uint8),
-                residual.new_empty((residual.shape[1],)), residual.new_empty((residual.shape[1],), dtype=torch.int32))
+        return _normalized_with_codes(residual)
 
     @torch.library.register_fake("fastdistilbert::layer_norm_fm")
     def _(x, gamma, beta, eps):

@@ -13,8 +13,8 @@ left with one scatter; in between, every Linear is a fused INT8 op:
     h    = LayerNorm(linear(ff, W_lin2) + h1)    residual fused into the epilogue
 
 With per-token (dynamic) activation scales, the first three lines run as one op, sequence by sequence
-(csrc/self_attention_fm.cpp), and the two FFN linears as one op, 64 tokens at a time (csrc/feed_forward_fm.cpp),
-so the intermediates between them stay in the cache. Every fused op gives the bits of the unfused kernels.
+(csrc/self_attention_fm.cpp), and the last two (with the LayerNorm, unless it is the encoder's last) as one op,
+64 tokens at a time (csrc/feed_forward_fm.cpp), so the intermediates between them stay in the cache. Every fused op gives the bits of the unfused kernels.
 
 Position ids follow HF: a token's position is its column in the padded input, whatever the padding side.
 Hidden states at padding positions are returned as zeros.
@@ -117,6 +117,20 @@ class LayerKernels:
         return self.lin2(self.lin1(h1, gelu=True, x_codes=h1_codes), residual=h1)
 
 
+    def feed_forward_block(self, h1: torch.Tensor, h1_codes: tuple | None, norm: torch.nn.LayerNorm,
+                           consumer: LinearKernel | None) -> tuple:
+        """(h, its codes for `consumer` or None): h = LayerNorm(lin2(GELU(lin1(h1))) + h1). One op, 64 tokens at a
+        time (csrc/feed_forward_fm.cpp), when lin2 and the consumer both quantize their inputs per token."""
+        from . import ops
+
+        if (h1_codes is not None and self.lin2.input_scale is None and consumer is not None
+                and consumer.input_scale is None):
+            h, *codes = ops.feed_forward_block_fm(*h1_codes, self.lin1.packed, self.lin2.packed, h1,
+                                                  norm.weight.detach(), norm.bias.detach(), norm.eps)
+            return h, tuple(codes)
+        return layer_norm_feature_major(self.feed_forward(h1, h1_codes), norm, consumer)
+
+
 def build_kernels(model) -> list[LayerKernels]:
     layers = []
     for block in model.transformer.layer:
@@ -183,7 +197,7 @@ def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
         else:
             h1, h1_codes = kernels.attention_block(h, codes, block.sa_layer_norm, lengths, config.n_heads, scaling)
         next_qkv = layers[i + 1][1].qkv if i + 1 < len(layers) else None
-        h, codes = layer_norm_feature_major(kernels.feed_forward(h1, h1_codes), block.output_layer_norm, next_qkv)
+        h, codes = kernels.feed_forward_block(h1, h1_codes, block.output_layer_norm, next_qkv)
     out = torch.zeros(batch * seq, config.dim, dtype=h.dtype)
     out[index] = h.t()
     return out.view(batch, seq, config.dim)

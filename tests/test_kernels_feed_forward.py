@@ -1,10 +1,11 @@
-"""The fused feed-forward op (lin1 + GELU, per-token quantization, lin2 + residual, block of tokens by block)
-against the two ops it replaces: bit-identical on every ISA, pattern, token tail and thread count."""
+"""The fused feed-forward ops (lin1 + GELU, per-token quantization, lin2 + residual, block of tokens by block; and
+with the LayerNorm and its codes) against the ops they replace: bit-identical on every ISA, pattern, token tail
+and thread count."""
 import pytest
 import torch
 
 from fastdistilbert import ops
-from test_kernels_support import AVAILABLE_ISAS, PATTERNS, forced_isa, output_sentinel, weight_with_zeros
+from test_kernels_support import AVAILABLE_ISAS, PATTERNS, forced_isa, output_sentinel, threads, weight_with_zeros
 
 pytestmark = pytest.mark.skipif(not ops.EXTENSION_AVAILABLE, reason="C++ extension not built")
 
@@ -32,19 +33,28 @@ def two_ops(x_q, x_scale, x_zp, packed1, packed2, residual):
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
 @pytest.mark.parametrize("pattern", PATTERNS)
 @pytest.mark.parametrize("tokens", [1, 63, 64, 200])
-@pytest.mark.parametrize("threads", [1, 2])
-def test_fused_feed_forward_is_the_two_ops_exactly(isa, pattern, tokens, threads):
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_fused_feed_forward_is_the_two_ops_exactly(isa, pattern, tokens, n_threads):
     case = ffn_case(pattern, tokens)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with forced_isa(isa), output_sentinel(0x7F):
-            fused = ops.feed_forward_fm(*case)
-            assert ops.last_isa() == isa
-            want = two_ops(*case)
-    finally:
-        torch.set_num_threads(previous)
+    with threads(n_threads), forced_isa(isa), output_sentinel(0x7F):
+        fused = ops.feed_forward_fm(*case)
+        assert ops.last_isa() == isa
+        want = two_ops(*case)
     assert torch.equal(fused, want)
+
+
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("tokens", [1, 63, 64, 200])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_fused_feed_forward_block_is_ffn_then_layer_norm_exactly(isa, pattern, tokens, n_threads):
+    case = ffn_case(pattern, tokens)
+    g = torch.Generator().manual_seed(tokens)
+    gamma, beta = torch.randn(HIDDEN, generator=g), torch.randn(HIDDEN, generator=g)
+    with threads(n_threads), forced_isa(isa):
+        fused = ops.feed_forward_block_fm(*case, gamma, beta, 1e-12)
+        want = ops.layer_norm_quantize_fm(two_ops(*case), gamma, beta, 1e-12)
+    assert all(torch.equal(a, b) for a, b in zip(fused, want))
 
 
 def test_fused_feed_forward_opcheck():
@@ -66,3 +76,17 @@ def test_fused_feed_forward_bad_input():
     # A scale so large that lin1 overflows to Inf: refused, never passed on as garbage codes.
     with pytest.raises(RuntimeError, match="NaN or Inf"):
         ops.feed_forward_fm(x_q, torch.full_like(x_scale, 3e38), x_zp, packed1, packed2, residual)
+
+
+def test_fused_feed_forward_block_opcheck_and_bad_input():
+    case = ffn_case("4x1", 130)
+    gamma, beta = torch.randn(HIDDEN), torch.randn(HIDDEN)
+    torch.library.opcheck(torch.ops.fastdistilbert.feed_forward_block_fm.default, (*case, gamma, beta, 1e-12))
+    with pytest.raises(RuntimeError, match=r"gamma and beta must be contiguous float32 \[40\]"):
+        ops.feed_forward_block_fm(*case, gamma[:39], beta, 1e-12)
+    with pytest.raises(RuntimeError, match="eps must be non-negative"):
+        ops.feed_forward_block_fm(*case, gamma, beta, -1.0)
+    residual = case[-1].clone()
+    residual[0, 100] = float("nan")
+    with pytest.raises(RuntimeError, match="NaN or Inf"):
+        ops.feed_forward_block_fm(*case[:-1], residual, gamma, beta, 1e-12)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fastdistilbert import ops
-from test_kernels_support import AVAILABLE_ISAS, PATTERNS, forced_isa, output_sentinel, weight_with_zeros
+from test_kernels_support import AVAILABLE_ISAS, PATTERNS, forced_isa, output_sentinel, threads, weight_with_zeros
 
 pytestmark = pytest.mark.skipif(not ops.EXTENSION_AVAILABLE, reason="C++ extension not built")
 
@@ -30,17 +30,12 @@ SEQUENCES = [[5], [64, 1], [3, 0, 70, 17, 64, 9], [130, 129, 2]]
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
 @pytest.mark.parametrize("pattern", PATTERNS)
 @pytest.mark.parametrize("lengths", SEQUENCES)
-@pytest.mark.parametrize("threads", [1, 2])
-def test_fused_self_attention_is_the_two_ops_exactly(isa, pattern, lengths, threads):
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_fused_self_attention_is_the_two_ops_exactly(isa, pattern, lengths, n_threads):
     x_q, x_scale, x_zp, packed = qkv_case(pattern, lengths, per_token=len(lengths) != 2)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with forced_isa(isa), output_sentinel(0x7F):
-            fused = ops.self_attention_fm(x_q, x_scale, x_zp, packed, lengths, HEADS, 0.3)
-            want = ops.attention_fm(ops.quantized_linear(x_q, x_scale, x_zp, packed), lengths, HEADS, 0.3)
-    finally:
-        torch.set_num_threads(previous)
+    with threads(n_threads), forced_isa(isa), output_sentinel(0x7F):
+        fused = ops.self_attention_fm(x_q, x_scale, x_zp, packed, lengths, HEADS, 0.3)
+        want = ops.attention_fm(ops.quantized_linear(x_q, x_scale, x_zp, packed), lengths, HEADS, 0.3)
     assert torch.equal(fused, want)
 
 
@@ -83,17 +78,12 @@ def three_ops(x_q, x_scale, x_zp, packed_qkv, packed_out, residual, gamma, beta,
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
 @pytest.mark.parametrize("pattern", PATTERNS)
 @pytest.mark.parametrize("lengths", SEQUENCES)
-@pytest.mark.parametrize("threads", [1, 2])
-def test_fused_attention_block_is_the_three_ops_exactly(isa, pattern, lengths, threads):
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_fused_attention_block_is_the_three_ops_exactly(isa, pattern, lengths, n_threads):
     case = block_case(pattern, lengths)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with forced_isa(isa):
-            fused = ops.attention_block_fm(*case, 1e-12, lengths, HEADS, 0.3)
-            want = three_ops(*case, lengths)
-    finally:
-        torch.set_num_threads(previous)
+    with threads(n_threads), forced_isa(isa):
+        fused = ops.attention_block_fm(*case, 1e-12, lengths, HEADS, 0.3)
+        want = three_ops(*case, lengths)
     assert all(torch.equal(a, b) for a, b in zip(fused, want))
 
 

@@ -61,6 +61,17 @@ def forced_isa(isa: str):
 
 
 @contextlib.contextmanager
+def threads(n: int):
+    """torch's intra-op thread count set to n while active."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
 def output_sentinel(byte: int):
     """Every GEMM output is pre-filled with `byte` while active (elements a kernel misses then differ)."""
     torch.ops.fastdistilbert.set_output_sentinel(byte)

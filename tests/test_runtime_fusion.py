@@ -6,6 +6,7 @@ import torch
 import fastdistilbert as fd
 from fastdistilbert import ops, runtime
 from fastdistilbert.testing import prune_encoder_blocks, tiny_distilbert_qa
+from test_kernels_support import threads
 
 pytestmark = pytest.mark.skipif(not ops.EXTENSION_AVAILABLE, reason="C++ extension not built")
 
@@ -21,6 +22,10 @@ def unfused_attention_block(self, h, h_codes, norm, lengths, n_heads, scaling):
 
 def unfused_feed_forward(self, h1, h1_codes):
     return self.lin2(self.lin1(h1, gelu=True, x_codes=h1_codes), residual=h1)
+
+
+def unfused_feed_forward_block(self, h1, h1_codes, norm, consumer):
+    return runtime.layer_norm_feature_major(unfused_feed_forward(self, h1, h1_codes), norm, consumer)
 
 
 def model_and_batch(static: bool, sparse: bool):
@@ -42,20 +47,16 @@ def model_and_batch(static: bool, sparse: bool):
 
 @pytest.mark.parametrize("static", [False, True])
 @pytest.mark.parametrize("sparse", [False, True])
-@pytest.mark.parametrize("threads", [1, 2])
-def test_fused_runtime_is_the_unfused_kernels_exactly(static, sparse, threads, monkeypatch):
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_fused_runtime_is_the_unfused_kernels_exactly(static, sparse, n_threads, monkeypatch):
     model, batch = model_and_batch(static, sparse)
     assert {r["activations"] for r in model.kernel_report()} == {"static" if static else "dynamic"}
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
-            fused = model(**batch)
-            monkeypatch.setattr(runtime.LayerKernels, "attention_block", unfused_attention_block)
-            monkeypatch.setattr(runtime.LayerKernels, "self_attention", unfused_self_attention)
-            monkeypatch.setattr(runtime.LayerKernels, "feed_forward", unfused_feed_forward)
-            unfused = model(**batch)
-    finally:
-        torch.set_num_threads(previous)
+    with threads(n_threads), torch.inference_mode():
+        fused = model(**batch)
+        monkeypatch.setattr(runtime.LayerKernels, "attention_block", unfused_attention_block)
+        monkeypatch.setattr(runtime.LayerKernels, "self_attention", unfused_self_attention)
+        monkeypatch.setattr(runtime.LayerKernels, "feed_forward", unfused_feed_forward)
+        monkeypatch.setattr(runtime.LayerKernels, "feed_forward_block", unfused_feed_forward_block)
+        unfused = model(**batch)
     assert torch.equal(fused.start_logits, unfused.start_logits)
     assert torch.equal(fused.end_logits, unfused.end_logits)
