@@ -56,6 +56,8 @@ struct BlockScratch {
   std::vector<uint8_t> packed;  // the codes in lin2's packed-activation layout
   std::vector<float> scale;     // [kBlock] per-token scale (padding: 1)
   std::vector<int32_t> zp;      // [kBlock] per-token zero point (padding: 0)
+  std::vector<float> pre, normed;  // [N2][width] lin2 + residual and its LayerNorm (feed_forward_block_fm)
+  std::vector<uint8_t> out_codes;  // [N2][width] per-token codes of the LayerNorm
 
   // Runs lin1 + GELU and the quantization for tokens [t0, t0 + width); returns lin2's params for the block
   // (epilogue targets left to the caller), or false when the hidden activations are not finite.
@@ -96,6 +98,27 @@ void copy_rows(const E* src, int64_t src_ld, E* dst, int64_t dst_ld, int64_t row
   for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * dst_ld, src + r * src_ld, width * sizeof(E));
 }
 
+// Every block of tokens on the threads: lin1 + GELU and its codes (BlockScratch::hidden_layer), then
+// finish(scratch, lin2 params, t0, width). Refuses, naming the tokens, when a block's hidden activations are
+// not finite.
+template <typename Finish>
+void for_each_block(const KernelTable& k, const FeedForward& f, const char* op, Finish finish) {
+  std::atomic<int64_t> bad_block{-1};
+  at::parallel_for(0, (f.T + kBlock - 1) / kBlock, 1, [&](int64_t b0, int64_t b1) {
+    BlockScratch s;
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t t0 = b * kBlock, width = std::min(kBlock, f.T - t0);
+      GemmParams lin2;
+      if (s.hidden_layer(k, f, t0, width, lin2))
+        finish(s, lin2, t0, width);
+      else
+        bad_block.store(t0);
+    }
+  });
+  TORCH_CHECK(bad_block.load() < 0, op, ": the first linear's output contains NaN or Inf (in the tokens from ",
+              bad_block.load(), " on); activations must be finite");
+}
+
 }  // namespace
 
 at::Tensor feed_forward_fm(const at::Tensor& x_q, const at::Tensor& x_scale, const at::Tensor& x_zero_point,
@@ -112,26 +135,14 @@ at::Tensor feed_forward_fm(const at::Tensor& x_q, const at::Tensor& x_scale, con
   }
   at::Tensor out = new_output(f.p2.N, T, at::kFloat);
   f.xp1 = pack_activations(k, f.p1, x_q, false);
-  std::atomic<int64_t> bad_block{-1};
-  at::parallel_for(0, n_blocks, 1, [&](int64_t b0, int64_t b1) {
-    BlockScratch s;
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t t0 = b * kBlock, width = std::min(kBlock, T - t0);
-      GemmParams lin2;
-      if (!s.hidden_layer(k, f, t0, width, lin2)) {
-        bad_block.store(t0);
-        continue;
-      }
-      // lin2 + residual for the block's tokens, written into columns [t0, t0 + width) of out.
-      lin2.residual = residual.data_ptr<float>();
-      lin2.out_f32 = out.data_ptr<float>();
-      lin2.ld = T;
-      lin2.out_shift = t0;
-      k.gemm(lin2, 0, f.p2.Np / 4, 0, width);
-    }
+  for_each_block(k, f, op, [&](BlockScratch&, GemmParams& lin2, int64_t t0, int64_t width) {
+    // lin2 + residual for the block's tokens, written into columns [t0, t0 + width) of out.
+    lin2.residual = residual.data_ptr<float>();
+    lin2.out_f32 = out.data_ptr<float>();
+    lin2.ld = T;
+    lin2.out_shift = t0;
+    k.gemm(lin2, 0, f.p2.Np / 4, 0, width);
   });
-  TORCH_CHECK(bad_block.load() < 0, op, ": the first linear's output contains NaN or Inf (in the tokens from ",
-              bad_block.load(), " on); activations must be finite");
   return out;
 }
 
@@ -153,35 +164,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> feed_forward_block_fm
   at::Tensor y_zp = at::empty({T}, residual.options().dtype(at::kInt));
   f.xp1 = pack_activations(k, f.p1, x_q, false);
   const float *res = residual.data_ptr<float>(), *g = gamma.data_ptr<float>(), *b = beta.data_ptr<float>();
-  std::atomic<int64_t> bad_hidden{-1}, bad_token{-1};
-  at::parallel_for(0, n_blocks, 1, [&](int64_t b0, int64_t b1) {
-    BlockScratch s;
-    std::vector<float> pre(N2 * kBlock), normed(N2 * kBlock);
-    std::vector<uint8_t> codes(N2 * kBlock);
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t t0 = blk * kBlock, width = std::min(kBlock, T - t0);
-      GemmParams lin2;
-      if (!s.hidden_layer(k, f, t0, width, lin2)) {
-        bad_hidden.store(t0);
-        continue;
-      }
-      // lin2 + residual in place over the residual's columns copied into the panel, then LayerNorm and codes.
-      copy_rows(res + t0, T, pre.data(), width, N2, width);
-      lin2.residual = pre.data();
-      lin2.out_f32 = pre.data();
-      lin2.ld = width;
-      lin2.out_shift = 0;
-      k.gemm(lin2, 0, f.p2.Np / 4, 0, width);
-      k.layer_norm(pre.data(), N2, width, 0, width, g, b, eps, normed.data());
-      if (!k.quantize_per_token(normed.data(), N2, width, 0, width, y_scale.data_ptr<float>() + t0,
-                                y_zp.data_ptr<int32_t>() + t0, codes.data()))
-        bad_token.store(t0);
-      copy_rows(normed.data(), width, y.data_ptr<float>() + t0, T, N2, width);
-      copy_rows(codes.data(), width, q.data_ptr<uint8_t>() + t0, T, N2, width);
-    }
+  std::atomic<int64_t> bad_token{-1};
+  for_each_block(k, f, op, [&](BlockScratch& s, GemmParams& lin2, int64_t t0, int64_t width) {
+    s.pre.resize(N2 * width), s.normed.resize(N2 * width), s.out_codes.resize(N2 * width);
+    // lin2 + residual in place over the residual's columns copied into the panel, then LayerNorm and codes.
+    copy_rows(res + t0, T, s.pre.data(), width, N2, width);
+    lin2.residual = s.pre.data();
+    lin2.out_f32 = s.pre.data();
+    lin2.ld = width;
+    lin2.out_shift = 0;
+    k.gemm(lin2, 0, f.p2.Np / 4, 0, width);
+    k.layer_norm(s.pre.data(), N2, width, 0, width, g, b, eps, s.normed.data());
+    if (!k.quantize_per_token(s.normed.data(), N2, width, 0, width, y_scale.data_ptr<float>() + t0,
+                              y_zp.data_ptr<int32_t>() + t0, s.out_codes.data()))
+      bad_token.store(t0);
+    copy_rows(s.normed.data(), width, y.data_ptr<float>() + t0, T, N2, width);
+    copy_rows(s.out_codes.data(), width, q.data_ptr<uint8_t>() + t0, T, N2, width);
   });
-  TORCH_CHECK(bad_hidden.load() < 0, op, ": the first linear's output contains NaN or Inf (in the tokens from ",
-              bad_hidden.load(), " on); activations must be finite");
   TORCH_CHECK(bad_token.load() < 0, op, ": the normalized activations contain NaN or Inf (in the tokens from ",
               bad_token.load(), " on); the input must be finite");
   return {y, q, y_scale, y_zp};

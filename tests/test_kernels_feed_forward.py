@@ -30,10 +30,14 @@ def two_ops(x_q, x_scale, x_zp, packed1, packed2, residual):
     return ops.dynamic_quantized_linear(hidden, packed2, residual=residual)
 
 
-@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
-@pytest.mark.parametrize("pattern", PATTERNS)
-@pytest.mark.parametrize("tokens", [1, 63, 64, 200])
-@pytest.mark.parametrize("n_threads", [1, 2])
+def every_isa_pattern_tail_and_thread_count(test):
+    for name, values in [("n_threads", [1, 2]), ("tokens", [1, 63, 64, 200]), ("pattern", PATTERNS),
+                         ("isa", AVAILABLE_ISAS)]:
+        test = pytest.mark.parametrize(name, values)(test)
+    return test
+
+
+@every_isa_pattern_tail_and_thread_count
 def test_fused_feed_forward_is_the_two_ops_exactly(isa, pattern, tokens, n_threads):
     case = ffn_case(pattern, tokens)
     with threads(n_threads), forced_isa(isa), output_sentinel(0x7F):
@@ -43,10 +47,7 @@ def test_fused_feed_forward_is_the_two_ops_exactly(isa, pattern, tokens, n_threa
     assert torch.equal(fused, want)
 
 
-@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
-@pytest.mark.parametrize("pattern", PATTERNS)
-@pytest.mark.parametrize("tokens", [1, 63, 64, 200])
-@pytest.mark.parametrize("n_threads", [1, 2])
+@every_isa_pattern_tail_and_thread_count
 def test_fused_feed_forward_block_is_ffn_then_layer_norm_exactly(isa, pattern, tokens, n_threads):
     case = ffn_case(pattern, tokens)
     g = torch.Generator().manual_seed(tokens)
