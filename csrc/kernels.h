@@ -54,8 +54,9 @@ struct GemmParams {
   const float* x_scale;     // [Tp], per token (a per-tensor scale is broadcast by the caller)
   const int32_t* x_zp;      // [Tp]
   // Epilogue. Output and residual element (n, t) live at [n * ld + t + out_shift]: ld = T and out_shift = 0
-  // for a whole [N][T] tensor; the fused feed-forward writes a token block into a scratch panel
-  // (out_shift = -first token) or a block's rows into the full tensor (out_shift = +first token).
+  // for a whole [N][T] tensor; the fused ops write a block of tokens into a scratch panel (ld = its width,
+  // out_shift = minus the block's first token when t counts from the start of the whole input) or a block's
+  // rows into the full tensor (ld = all tokens, out_shift = plus the block's first token).
   int64_t ld, out_shift;
   int32_t gelu;
   const float* residual;    // [N][T] or nullptr
@@ -98,8 +99,8 @@ struct KernelTable {
   void (*softmax_columns)(float* s, int64_t rows, int64_t cols, int64_t c0, int64_t c1);
   // fp32 self-attention of one head of one sequence (attention_fm.cpp). q, k, v point at the head's first
   // feature row and the sequence's first token of feature-major Q, K, V rows ld floats apart; L tokens, dh
-  // features; the context goes to ctx (rows ld_ctx floats apart). scratch holds (3 dh + L) * Lp floats, Lp = L rounded up
-  // to kAttentionPad. Every variant computes exactly, with fused multiply-adds (one rounding each):
+  // features; the context goes to ctx (rows ld_ctx floats apart). scratch holds (3 dh + L) * Lp floats,
+  // Lp = L rounded up to kAttentionPad. Every variant computes exactly, with fused multiply-adds (one rounding each):
   //   qs[d][i] = q[d][i] * scaling
   //   s[j][i]  = sum over d = 0, 1, ... of k[d][j] * qs[d][i]   (fma chain from 0; keys j are rows)
   //   e[j][i]  = exp(max(s[j][i] - max_j s[j][i], -87))       (softmax_columns' exp steps with fmas)

@@ -74,7 +74,8 @@ struct SequenceAttention {
 
   void run(const KernelTable& k, const GemmParams& p, const Prepared& prep, const uint8_t* x_q, bool flip_sign,
            int64_t t0, int64_t L, int64_t n_heads, float scaling, float* ctx, int64_t ld_ctx) {
-    const int64_t T = p.T, dim = p.N / 3, head = dim / n_heads, Lp = (L + kAttentionPad - 1) / kAttentionPad * kAttentionPad;
+    const int64_t T = p.T, dim = p.N / 3, head = dim / n_heads;
+    const int64_t Lp = (L + kAttentionPad - 1) / kAttentionPad * kAttentionPad;
     codes.resize(p.K * L);
     qkv.resize(p.N * L);
     scratch.resize((3 * head + L) * Lp);

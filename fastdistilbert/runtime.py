@@ -12,9 +12,10 @@ left with one scatter; in between, every Linear is a fused INT8 op:
     ff   = linear(h1, W_lin1, gelu)              GELU fused into the epilogue
     h    = LayerNorm(linear(ff, W_lin2) + h1)    residual fused into the epilogue
 
-With per-token (dynamic) activation scales, the first three lines run as one op, sequence by sequence
-(csrc/self_attention_fm.cpp), and the last two (with the LayerNorm, unless it is the encoder's last) as one op,
-64 tokens at a time (csrc/feed_forward_fm.cpp), so the intermediates between them stay in the cache. Every fused op gives the bits of the unfused kernels.
+With per-token (dynamic) activation scales and fp32 attention, the first three lines run as one op, sequence by
+sequence (csrc/self_attention_fm.cpp), and the last two (with the LayerNorm, unless it is the encoder's last) as one
+op, 64 tokens at a time (csrc/feed_forward_fm.cpp), so the intermediates between them stay in the cache. Every
+fused op gives the bits of the unfused kernels.
 
 Position ids follow HF: a token's position is its column in the padded input, whatever the padding side.
 Hidden states at padding positions are returned as zeros.
