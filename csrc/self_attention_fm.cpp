@@ -41,7 +41,7 @@ void copy_rows(const E* src, int64_t src_ld, E* dst, int64_t dst_ld, int64_t row
   for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * dst_ld, src + r * src_ld, width * sizeof(E));
 }
 
-// One GEMM on a sequence's (or block's) own [K][L] panel of u8 codes: packs them, pads the per-token
+// One GEMM on a sequence's own [K][L] panel of u8 codes: packs them, pads the per-token
 // parameters to the variant's token alignment and runs every row group, epilogue writing rows ld apart.
 struct PanelGemm {
   std::vector<uint8_t> packed;
