@@ -117,7 +117,6 @@ class LayerKernels:
             return ops.feed_forward_fm(*h1_codes, self.lin1.packed, self.lin2.packed, h1)
         return self.lin2(self.lin1(h1, gelu=True, x_codes=h1_codes), residual=h1)
 
-
     def feed_forward_block(self, h1: torch.Tensor, h1_codes: tuple | None, norm: torch.nn.LayerNorm,
                            consumer: LinearKernel | None) -> tuple:
         """(h, its codes for `consumer` or None): h = LayerNorm(lin2(GELU(lin1(h1))) + h1). One op, 64 tokens at a
