@@ -14,11 +14,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cstring>
 #include <vector>
 
 #include "attention_fm.h"
 #include "dispatch.h"
+#include "panel_ops.h"
 
 namespace fastdistilbert {
 namespace {
@@ -74,28 +74,16 @@ struct DenseWeight {
 
 // out[N][T] (fp32, row stride T) = W x codes[K][T] with per-token scale / zero point, through the variant.
 void int8_gemm(const KernelTable& k, const DenseWeight& w, const uint8_t* codes, const float* x_scale,
-               const int32_t* x_zp, int64_t T, float* out) {
-  const int64_t align = k.token_align(kDense);
-  const int64_t Tp = (T + align - 1) / align * align;
-  std::vector<uint8_t> xp(w.Kp * Tp);
-  std::vector<float> scale_p(Tp, 1.0f);
-  std::vector<int32_t> zp_p(Tp, 0);
-  std::copy(x_scale, x_scale + T, scale_p.begin());
-  std::copy(x_zp, x_zp + T, zp_p.begin());
-  k.pack_x(codes, w.K, T, 0, kDense, xp.data(), Tp, 0, Tp);
+               const int32_t* x_zp, int64_t T, float* out, PanelGemm& gemm) {
   GemmParams p{};
   p.pattern = kDense;
   p.N = w.N, p.K = w.K, p.Np = w.Np, p.Kp = w.Kp;
   p.dense = w.tiles.data();
   p.w_scale = w.scale.data();
   p.wsum = w.wsum.data();
-  p.xp = xp.data();
-  p.T = T, p.Tp = Tp;
   p.ld = T;
-  p.x_scale = scale_p.data();
-  p.x_zp = zp_p.data();
   p.out_f32 = out;
-  k.gemm(p, 0, w.Np / 4, 0, Tp);
+  gemm.run(k, p, codes, false, x_scale, x_zp, T);
 }
 
 struct Codes {
@@ -126,14 +114,14 @@ at::Tensor attention_int8_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int
     std::vector<float> q, keys_fm, values_fm, scores, ctx;
     Codes qc, pc;
     DenseWeight keys, values;
+    PanelGemm gemm;
     for (int64_t item = b; item < e; ++item) {
       const int64_t s = item / n_heads, h = item % n_heads, n = lengths[s];
       if (n == 0) continue;
-      auto block = [&](int64_t part) { return src + (part * dim + h * head) * T + first[s]; };
       // Q, K and V as compact [head, n] blocks.
       auto compact = [&](int64_t part, std::vector<float>& dst_block) {
         dst_block.resize(head * n);
-        for (int64_t d = 0; d < head; ++d) std::memcpy(&dst_block[d * n], block(part) + d * T, n * sizeof(float));
+        copy_rows(src + (part * dim + h * head) * T + first[s], T, dst_block.data(), n, head, n);
       };
       compact(0, q);
       compact(1, keys_fm);
@@ -144,7 +132,7 @@ at::Tensor attention_int8_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int
       }
       keys.quantize(keys_fm.data(), head, n, /*transpose=*/true, float(scaling));
       scores.resize(n * n);
-      int8_gemm(k, keys, qc.q.data(), qc.scale.data(), qc.zp.data(), n, scores.data());
+      int8_gemm(k, keys, qc.q.data(), qc.scale.data(), qc.zp.data(), n, scores.data(), gemm);
       k.softmax_columns(scores.data(), n, n, 0, n);
       if (!quantize_tokens(k, scores.data(), n, n, pc)) {
         finite = false;
@@ -152,9 +140,8 @@ at::Tensor attention_int8_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int
       }
       values.quantize(values_fm.data(), head, n, /*transpose=*/false, 1.0f);
       ctx.resize(head * n);
-      int8_gemm(k, values, pc.q.data(), pc.scale.data(), pc.zp.data(), n, ctx.data());
-      for (int64_t d = 0; d < head; ++d)
-        std::memcpy(dst + (h * head + d) * T + first[s], &ctx[d * n], n * sizeof(float));
+      int8_gemm(k, values, pc.q.data(), pc.scale.data(), pc.zp.data(), n, ctx.data(), gemm);
+      copy_rows(ctx.data(), n, dst + h * head * T + first[s], T, head, n);
     }
   });
   TORCH_CHECK(finite.load(), op, ": Q or the attention scores contain NaN or Inf; activations must be finite");

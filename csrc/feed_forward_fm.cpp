@@ -4,13 +4,13 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
 #include <vector>
 
 #include "dispatch.h"
 #include "gemm_ops.h"
 #include "layer_norm_fm.h"
 #include "packed_weight.h"
+#include "panel_ops.h"
 
 namespace fastdistilbert {
 namespace {
@@ -49,25 +49,21 @@ FeedForward prepare_feed_forward(const KernelTable& k, const at::Tensor& x_q, co
   return f;
 }
 
-// Per-thread scratch of one token block: lin1 + GELU into an L2 panel, its per-token codes packed for lin2.
+// Per-thread scratch of one token block: lin1 + GELU into an L2 panel and its per-token codes, the GEMM of lin2
+// on them, and the LayerNorm tail of feed_forward_block_fm.
 struct BlockScratch {
-  std::vector<float> hidden;    // [N1][width] fp32 output of lin1 + GELU
-  std::vector<uint8_t> codes;   // [N1][width] per-token u8 codes of it
-  std::vector<uint8_t> packed;  // the codes in lin2's packed-activation layout
-  std::vector<float> scale;     // [kBlock] per-token scale (padding: 1)
-  std::vector<int32_t> zp;      // [kBlock] per-token zero point (padding: 0)
-  std::vector<float> pre, normed;  // [N2][width] lin2 + residual and its LayerNorm (feed_forward_block_fm)
-  std::vector<uint8_t> out_codes;  // [N2][width] per-token codes of the LayerNorm
+  std::vector<float> hidden;   // [N1][width] fp32 output of lin1 + GELU
+  std::vector<uint8_t> codes;  // [N1][width] per-token u8 codes of it
+  std::vector<float> scale;    // [width] their per-token scale
+  std::vector<int32_t> zp;     // [width] their per-token zero point
+  PanelGemm lin2;
+  SublayerTail tail;
 
-  // Runs lin1 + GELU and the quantization for tokens [t0, t0 + width); returns lin2's params for the block
-  // (epilogue targets left to the caller), or false when the hidden activations are not finite.
-  bool hidden_layer(const KernelTable& k, const FeedForward& f, int64_t t0, int64_t width, GemmParams& lin2) {
+  // lin1 + GELU and its quantization for tokens [t0, t0 + width); false when the hidden activations are not
+  // finite.
+  bool hidden_layer(const KernelTable& k, const FeedForward& f, int64_t t0, int64_t width) {
     const int64_t N1 = f.p1.N;
-    hidden.resize(N1 * kBlock);
-    codes.resize(N1 * kBlock);
-    packed.resize((f.p2.pattern == k4x1 ? f.p2.K : f.p2.Kp) * kBlock);
-    scale.assign(kBlock, 1.0f);
-    zp.assign(kBlock, 0);
+    hidden.resize(N1 * width), codes.resize(N1 * width), scale.resize(width), zp.resize(width);
     GemmParams a = f.p1;
     a.xp = f.xp1.data_ptr<uint8_t>();
     a.x_scale = f.first.x_scale.data_ptr<float>();
@@ -78,29 +74,12 @@ struct BlockScratch {
     a.ld = width;
     a.out_shift = -t0;
     k.gemm(a, 0, f.p1.Np / 4, t0, t0 + width);
-    if (!k.quantize_per_token(hidden.data(), N1, width, 0, width, scale.data(), zp.data(), codes.data())) return false;
-    const int64_t align = k.token_align(f.p2.pattern), Tp2 = (width + align - 1) / align * align;
-    k.pack_x(codes.data(), N1, width, 0, f.p2.pattern, packed.data(), Tp2, 0, Tp2);
-    lin2 = f.p2;
-    lin2.xp = packed.data();
-    lin2.T = width;
-    lin2.Tp = Tp2;
-    lin2.x_scale = scale.data();
-    lin2.x_zp = zp.data();
-    lin2.gelu = 0;
-    lin2.out_u8 = nullptr, lin2.out_acc = nullptr;
-    return true;
+    return k.quantize_per_token(hidden.data(), N1, width, 0, width, scale.data(), zp.data(), codes.data());
   }
 };
 
-template <typename E>
-void copy_rows(const E* src, int64_t src_ld, E* dst, int64_t dst_ld, int64_t rows, int64_t width) {
-  for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * dst_ld, src + r * src_ld, width * sizeof(E));
-}
-
 // Every block of tokens on the threads: lin1 + GELU and its codes (BlockScratch::hidden_layer), then
-// finish(scratch, lin2 params, t0, width). Refuses, naming the tokens, when a block's hidden activations are
-// not finite.
+// finish(scratch, t0, width). Refuses, naming the tokens, when a block's hidden activations are not finite.
 template <typename Finish>
 void for_each_block(const KernelTable& k, const FeedForward& f, const char* op, Finish finish) {
   std::atomic<int64_t> bad_block{-1};
@@ -108,9 +87,8 @@ void for_each_block(const KernelTable& k, const FeedForward& f, const char* op, 
     BlockScratch s;
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t t0 = b * kBlock, width = std::min(kBlock, f.T - t0);
-      GemmParams lin2;
-      if (s.hidden_layer(k, f, t0, width, lin2))
-        finish(s, lin2, t0, width);
+      if (s.hidden_layer(k, f, t0, width))
+        finish(s, t0, width);
       else
         bad_block.store(t0);
     }
@@ -135,13 +113,15 @@ at::Tensor feed_forward_fm(const at::Tensor& x_q, const at::Tensor& x_scale, con
   }
   at::Tensor out = new_output(f.p2.N, T, at::kFloat);
   f.xp1 = pack_activations(k, f.p1, x_q, false);
-  for_each_block(k, f, op, [&](BlockScratch&, GemmParams& lin2, int64_t t0, int64_t width) {
+  for_each_block(k, f, op, [&](BlockScratch& s, int64_t t0, int64_t width) {
     // lin2 + residual for the block's tokens, written into columns [t0, t0 + width) of out.
+    GemmParams lin2 = f.p2;
+    lin2.gelu = 0;
     lin2.residual = residual.data_ptr<float>();
-    lin2.out_f32 = out.data_ptr<float>();
+    lin2.out_f32 = out.data_ptr<float>(), lin2.out_u8 = nullptr, lin2.out_acc = nullptr;
     lin2.ld = T;
     lin2.out_shift = t0;
-    k.gemm(lin2, 0, f.p2.Np / 4, 0, width);
+    s.lin2.run(k, lin2, s.codes.data(), false, s.scale.data(), s.zp.data(), width);
   });
   return out;
 }
@@ -154,36 +134,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> feed_forward_block_fm
   const KernelTable& k = active_kernels();
   FeedForward f = prepare_feed_forward(k, x_q, x_scale, x_zero_point, packed1, packed2, residual, op);
   check_layer_norm_args(op, residual, gamma, beta, eps);
-  const int64_t T = f.T, N2 = f.p2.N, n_blocks = (T + kBlock - 1) / kBlock;
+  const int64_t n_blocks = (f.T + kBlock - 1) / kBlock;
   if (n_blocks < at::get_num_threads())
     return layer_norm_quantize_fm(feed_forward_fm(x_q, x_scale, x_zero_point, packed1, packed2, residual), gamma,
                                   beta, eps);
-  at::Tensor y = at::empty({N2, T}, residual.options());
-  at::Tensor q = at::empty({N2, T}, residual.options().dtype(at::kByte));
-  at::Tensor y_scale = at::empty({T}, residual.options());
-  at::Tensor y_zp = at::empty({T}, residual.options().dtype(at::kInt));
+  auto normalized = empty_normalized(residual);
+  const NormalizedOutput out = normalized_output(normalized, gamma, beta, eps);
   f.xp1 = pack_activations(k, f.p1, x_q, false);
-  const float *res = residual.data_ptr<float>(), *g = gamma.data_ptr<float>(), *b = beta.data_ptr<float>();
   std::atomic<int64_t> bad_token{-1};
-  for_each_block(k, f, op, [&](BlockScratch& s, GemmParams& lin2, int64_t t0, int64_t width) {
-    s.pre.resize(N2 * width), s.normed.resize(N2 * width), s.out_codes.resize(N2 * width);
-    // lin2 + residual in place over the residual's columns copied into the panel, then LayerNorm and codes.
-    copy_rows(res + t0, T, s.pre.data(), width, N2, width);
-    lin2.residual = s.pre.data();
-    lin2.out_f32 = s.pre.data();
-    lin2.ld = width;
-    lin2.out_shift = 0;
-    k.gemm(lin2, 0, f.p2.Np / 4, 0, width);
-    k.layer_norm(s.pre.data(), N2, width, 0, width, g, b, eps, s.normed.data());
-    if (!k.quantize_per_token(s.normed.data(), N2, width, 0, width, y_scale.data_ptr<float>() + t0,
-                              y_zp.data_ptr<int32_t>() + t0, s.out_codes.data()))
+  for_each_block(k, f, op, [&](BlockScratch& s, int64_t t0, int64_t width) {
+    if (!s.tail.run(k, f.p2, s.codes.data(), s.scale.data(), s.zp.data(), width, t0, residual.data_ptr<float>(), out))
       bad_token.store(t0);
-    copy_rows(s.normed.data(), width, y.data_ptr<float>() + t0, T, N2, width);
-    copy_rows(s.out_codes.data(), width, q.data_ptr<uint8_t>() + t0, T, N2, width);
   });
   TORCH_CHECK(bad_token.load() < 0, op, ": the normalized activations contain NaN or Inf (in the tokens from ",
               bad_token.load(), " on); the input must be finite");
-  return {y, q, y_scale, y_zp};
+  return normalized;
 }
 
 }  // namespace fastdistilbert

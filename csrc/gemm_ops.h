@@ -22,7 +22,7 @@ at::Tensor quantized_linear_accumulators(const at::Tensor& x_q, const at::Tensor
 // Static per-tensor u8 codes of fp32 x (any shape): clamp(rne(x / scale) + zero_point, 0, 255).
 at::Tensor quantize_per_tensor_fm(const at::Tensor& x, double scale, int64_t zero_point);
 
-// Building blocks shared with the fused ops (feed_forward_fm.cpp).
+// Building blocks shared with the fused ops (feed_forward_fm.cpp, self_attention_fm.cpp).
 // A GEMM's parsed packed weight and its activations' per-token scale / zero point, padded to Tp.
 struct Prepared {
   GemmParams p{};

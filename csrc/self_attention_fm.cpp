@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
 #include <vector>
 
 #include "attention_fm.h"
@@ -12,6 +11,7 @@
 #include "gemm_ops.h"
 #include "layer_norm_fm.h"
 #include "packed_weight.h"
+#include "panel_ops.h"
 
 namespace fastdistilbert {
 namespace {
@@ -35,35 +35,6 @@ Sequences check_sequences(at::IntArrayRef lengths, int64_t T, const char* op) {
   TORCH_CHECK(total == T, op, ": sequence lengths add up to ", total, " but x_q has ", T, " tokens");
   return q;
 }
-
-template <typename E>
-void copy_rows(const E* src, int64_t src_ld, E* dst, int64_t dst_ld, int64_t rows, int64_t width) {
-  for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * dst_ld, src + r * src_ld, width * sizeof(E));
-}
-
-// One GEMM on a sequence's own [K][L] panel of u8 codes: packs them, pads the per-token
-// parameters to the variant's token alignment and runs every row group, epilogue writing rows ld apart.
-struct PanelGemm {
-  std::vector<uint8_t> packed;
-  std::vector<float> scale;
-  std::vector<int32_t> zp;
-
-  void run(const KernelTable& k, GemmParams p, const uint8_t* codes, bool flip_sign, const float* x_scale,
-           const int32_t* x_zp, int64_t L) {
-    const int64_t align = k.token_align(p.pattern), Tp = (L + align - 1) / align * align;
-    packed.resize((p.pattern == k4x1 ? p.K : p.Kp) * Tp);
-    scale.assign(Tp, 1.0f);
-    zp.assign(Tp, 0);
-    std::copy(x_scale, x_scale + L, scale.begin());
-    std::copy(x_zp, x_zp + L, zp.begin());
-    k.pack_x(codes, p.K, L, flip_sign, p.pattern, packed.data(), Tp, 0, Tp);
-    p.xp = packed.data();
-    p.T = L, p.Tp = Tp;
-    p.x_scale = scale.data();
-    p.x_zp = zp.data();
-    k.gemm(p, 0, p.Np / 4, 0, L);
-  }
-};
 
 // Q, K, V of one sequence into an L2-resident panel, then every head's attention into ctx (rows ld_ctx apart).
 struct SequenceAttention {
@@ -156,49 +127,35 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_block_fm(
     return layer_norm_quantize_fm(dynamic_quantized_linear(ctx, packed_out, dim, false, residual), gamma, beta, eps);
   }
   check_layer_norm_args(op, residual, gamma, beta, eps);
-  at::Tensor y = at::empty({dim, T}, residual.options());
-  at::Tensor q = at::empty({dim, T}, residual.options().dtype(at::kByte));
-  at::Tensor y_scale = at::empty({T}, residual.options());
-  at::Tensor y_zp = at::empty({T}, residual.options().dtype(at::kInt));
+  auto normalized = empty_normalized(residual);
+  const NormalizedOutput out = normalized_output(normalized, gamma, beta, eps);
   const uint8_t* codes = x_q.data_ptr<uint8_t>();
-  const float *res = residual.data_ptr<float>(), *g = gamma.data_ptr<float>(), *b = beta.data_ptr<float>();
   std::atomic<int64_t> bad_token{-1};
   std::atomic<bool> bad_context{false};
   at::parallel_for(0, int64_t(lengths.size()), 1, [&](int64_t s0, int64_t s1) {
     SequenceAttention attention;
-    PanelGemm projection;
-    std::vector<float> ctx, pre, normed, c_scale, n_scale;
-    std::vector<int32_t> c_zp, n_zp;
-    std::vector<uint8_t> c_codes, n_codes;
+    SublayerTail tail;
+    std::vector<float> ctx, c_scale;
+    std::vector<int32_t> c_zp;
+    std::vector<uint8_t> c_codes;
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t L = lengths[s], t0 = seq.first[s];
       if (L == 0) continue;
-      for (auto* v : {&ctx, &pre, &normed}) v->resize(dim * L);
-      for (auto* v : {&c_codes, &n_codes}) v->resize(dim * L);
-      c_scale.resize(L), c_zp.resize(L);
+      ctx.resize(dim * L), c_codes.resize(dim * L), c_scale.resize(L), c_zp.resize(L);
       attention.run(k, prep.p, prep, codes, false, t0, L, n_heads, float(scaling), ctx.data(), L);
       if (!k.quantize_per_token(ctx.data(), dim, L, 0, L, c_scale.data(), c_zp.data(), c_codes.data())) {
         bad_context = true;
         continue;
       }
-      // Output projection + residual, in place over the residual's columns copied into the panel.
-      copy_rows(res + t0, T, pre.data(), L, dim, L);
-      GemmParams a = out_p;
-      a.ld = L, a.out_shift = 0, a.gelu = 0;
-      a.residual = pre.data(), a.out_f32 = pre.data(), a.out_u8 = nullptr, a.out_acc = nullptr;
-      projection.run(k, a, c_codes.data(), false, c_scale.data(), c_zp.data(), L);
-      k.layer_norm(pre.data(), dim, L, 0, L, g, b, eps, normed.data());
-      if (!k.quantize_per_token(normed.data(), dim, L, 0, L, y_scale.data_ptr<float>() + t0,
-                                y_zp.data_ptr<int32_t>() + t0, n_codes.data()))
+      // Output projection + residual, LayerNorm and its codes, into the sequence's columns.
+      if (!tail.run(k, out_p, c_codes.data(), c_scale.data(), c_zp.data(), L, t0, residual.data_ptr<float>(), out))
         bad_token.store(t0);
-      copy_rows(normed.data(), L, y.data_ptr<float>() + t0, T, dim, L);
-      copy_rows(n_codes.data(), L, q.data_ptr<uint8_t>() + t0, T, dim, L);
     }
   });
   TORCH_CHECK(!bad_context.load(), op, ": the attention context contains NaN or Inf; activations must be finite");
   TORCH_CHECK(bad_token.load() < 0, op, ": the normalized activations contain NaN or Inf (in the tokens from ",
               bad_token.load(), " on); the input must be finite");
-  return {y, q, y_scale, y_zp};
+  return normalized;
 }
 
 }  // namespace fastdistilbert
