@@ -54,10 +54,10 @@ def weight_variants(hf: DistilBertForQuestionAnswering, sparsity: float, blocks:
     return {name: build() for name, build in builders.items() if not names or name in names}
 
 
-def our_variants(hf: DistilBertForQuestionAnswering, sparsity: float, names: list[str]) -> dict:
-    """{variant: callable(ids, mask)} of our INT8 models (dense and block-sparse)."""
+def our_variants(weights: dict) -> dict:
+    """{variant: callable(ids, mask)} of our INT8 models, one per entry of weight_variants()."""
     variants = {}
-    for name, weights in weight_variants(hf, sparsity, [(4, 1), (1, 4)], names).items():
+    for name, weights in weights.items():
         model = fd.convert_to_fast(weights, quantize=True).eval()
         model.prepare_kernels()
         formats = sorted({r["format"] for r in model.kernel_report()})
@@ -194,9 +194,11 @@ def run(args) -> int:
     wanted = set(filter(None, args.runtimes.split(",")))
     variant_names = list(filter(None, args.variants.split(",")))
     hf = base_shaped_model()
+    # The pruned copies are made once: our models and DeepSparse's run the same weights.
+    weights = weight_variants(hf, args.sparsity, [(4, 1), (1, 4)], variant_names)
     runners, notes = {}, []
     if not wanted or "fastdistilbert" in wanted:
-        for variant, (run, formats) in our_variants(hf, args.sparsity, variant_names).items():
+        for variant, (run, formats) in our_variants(weights).items():
             runners[("fastdistilbert", variant)] = run
             notes.append(f"fastdistilbert {variant}: kernel formats {formats}, ISA {env['isa']}")
     with tempfile.TemporaryDirectory() as workdir:
@@ -211,9 +213,8 @@ def run(args) -> int:
         if not wanted or "deepsparse" in wanted:
             # DeepSparse times itself in its own process (see deepsparse_peer); the variant our sparse model uses.
             try:
-                measured, ds_notes, version = measure_deepsparse(
-                    weight_variants(hf, args.sparsity, [(4, 1), (1, 4)], variant_names), Path(workdir), args.threads, points,
-                    args.budget)
+                measured, ds_notes, version = measure_deepsparse(weights, Path(workdir), args.threads, points,
+                                                                 args.budget)
                 ds_env = {**env, "versions": {**env["versions"], "deepsparse": version}}
                 records += [{"runtime": "deepsparse", **r, **ds_env} for r in measured]
                 notes += ds_notes
