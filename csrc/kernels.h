@@ -93,17 +93,21 @@ struct KernelTable {
   // LayerNorm over the K features of tokens [t0, t1) of x[K][T] into y[K][T] (layer_norm_tokens.inc).
   void (*layer_norm)(const float* x, int64_t K, int64_t T, int64_t t0, int64_t t1, const float* gamma,
                      const float* beta, double eps, float* y);
-  // Softmax over the rows of s[rows][cols] (row-major), in place, for the columns [c0, c1): per column
-  // m = max over rows, e = exp(max(s - m, -87)) (the epilogue's exp, erf_constants.h), p = e * (1 / sum e),
-  // sums sequential over rows. Used by the INT8 attention (keys are rows, queries columns).
-  void (*softmax_columns)(float* s, int64_t rows, int64_t cols, int64_t c0, int64_t c1);
+  // Softmax over the rows of s[rows][cols] (row-major) as u8 codes, for the columns [c0, c1): per column
+  // m = max over rows, d = max(s - m, -16), e = exp(d) with the degree-5 tail of erfc::kExpPoly (plain
+  // multiplies and adds), codes[r][c] = rne(255 e) (0..255, the column's maximum gives 255) and
+  // sums[c] = their int32 sum. Probabilities are codes / sums (1 / sums is the codes' per-token scale, zero
+  // point 0): exact integer sums, no normalization pass. Used by the INT8 attention (keys are rows, queries
+  // columns).
+  void (*softmax_codes)(const float* s, int64_t rows, int64_t cols, int64_t c0, int64_t c1, uint8_t* codes,
+                        int32_t* sums);
   // fp32 self-attention of one head of one sequence (attention_fm.cpp). q, k, v point at the head's first
   // feature row and the sequence's first token of feature-major Q, K, V rows ld floats apart; L tokens, dh
   // features; the context goes to ctx (rows ld_ctx floats apart). scratch holds (3 dh + L) * Lp floats,
   // Lp = L rounded up to kAttentionPad. Every variant computes exactly, with fused multiply-adds (one rounding each):
   //   qs[d][i] = q[d][i] * scaling
   //   s[j][i]  = sum over d = 0, 1, ... of k[d][j] * qs[d][i]   (fma chain from 0; keys j are rows)
-  //   e[j][i]  = exp(max(s[j][i] - max_j s[j][i], -87))       (softmax_columns' exp steps with fmas)
+  //   e[j][i]  = exp(max(s[j][i] - max_j s[j][i], -87))       (the epilogue's exp steps with fmas)
   //   ctx[d][i] = (sum over j = 0, 1, ... of v[d][j] * e[j][i]) * (1 / sum over j = 0, 1, ... of e[j][i])
   void (*attention_head)(const float* q, const float* k, const float* v, int64_t ld, int64_t dh, int64_t L,
                          float scaling, float* scratch, float* ctx, int64_t ld_ctx);

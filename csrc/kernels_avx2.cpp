@@ -15,7 +15,7 @@ namespace avx2 {
 #include "attention_head.inc"
 #include "layer_norm_tokens.inc"
 
-const KernelTable kTable = {"avx2", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, quantize_static, layer_norm_tokens, softmax_columns, attention_head, peak_loop};
+const KernelTable kTable = {"avx2", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, quantize_static, layer_norm_tokens, softmax_codes, attention_head, peak_loop};
 
 }  // namespace avx2
 }  // namespace fastdistilbert

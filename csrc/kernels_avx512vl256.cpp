@@ -20,7 +20,7 @@ namespace avx512vnni_256 {
 #include "layer_norm_tokens.inc"
 #undef FDB_DPBUSD
 
-const KernelTable kTable = {"avx512vnni_256", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, quantize_static, layer_norm_tokens, softmax_columns, attention_head, peak_loop};
+const KernelTable kTable = {"avx512vnni_256", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, quantize_static, layer_norm_tokens, softmax_codes, attention_head, peak_loop};
 
 }  // namespace avx512vnni_256
 }  // namespace fastdistilbert

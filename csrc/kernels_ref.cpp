@@ -53,12 +53,13 @@ static int32_t accumulate(const GemmParams& p, int64_t n, int64_t t) {
 }
 
 // exp(y) for y in [-16, 0] and erf: the formulas of erf_constants.h, in the same operation order as
-// the SIMD template and fastdistilbert/reference_ops.py.
-static float exp_neg(float y) {
+// the SIMD template and fastdistilbert/reference_ops.py. `first` = 2 drops the two highest Taylor terms
+// (degree 5: the softmax codes' exp).
+static float exp_neg(float y, int first = 0) {
   const float n = std::nearbyint(y * erfc::kLog2e);
   const float r = (y - n * erfc::kLn2Hi) - n * erfc::kLn2Lo;
-  float e = erfc::kExpPoly[0];
-  for (int i = 1; i < 8; ++i) e = e * r + erfc::kExpPoly[i];
+  float e = erfc::kExpPoly[first];
+  for (int i = first + 1; i < 8; ++i) e = e * r + erfc::kExpPoly[i];
   const int32_t bits = (int32_t(n) + 127) << 23;
   float scale;
   __builtin_memcpy(&scale, &bits, 4);
@@ -78,19 +79,19 @@ static float erf_approx(float x) {
   return x < 0.0f ? -e : e;
 }
 
-static void softmax_columns(float* s, int64_t rows, int64_t cols, int64_t c0, int64_t c1) {
+static void softmax_codes(const float* s, int64_t rows, int64_t cols, int64_t c0, int64_t c1, uint8_t* codes,
+                          int32_t* sums) {
   for (int64_t c = c0; c < c1; ++c) {
     float top = s[c];
     for (int64_t r = 1; r < rows; ++r) top = s[r * cols + c] > top ? s[r * cols + c] : top;
-    float sum = 0.0f;
+    int32_t sum = 0;
     for (int64_t r = 0; r < rows; ++r) {
       const float d = s[r * cols + c] - top;
-      const float e = exp_neg(d > -87.0f ? d : -87.0f);
-      sum += e;
-      s[r * cols + c] = e;
+      const int32_t code = int32_t(std::nearbyint(255.0f * exp_neg(d > -16.0f ? d : -16.0f, 2)));
+      codes[r * cols + c] = uint8_t(code);
+      sum += code;
     }
-    const float inv = 1.0f / sum;
-    for (int64_t r = 0; r < rows; ++r) s[r * cols + c] = s[r * cols + c] * inv;
+    sums[c] = sum;
   }
 }
 
@@ -201,7 +202,7 @@ static int64_t peak_loop(int64_t iters, int32_t* sink) {
   return iters * 64;
 }
 
-const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, quantize_static, layer_norm_tokens, softmax_columns, attention_head, peak_loop};
+const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, quantize_static, layer_norm_tokens, softmax_codes, attention_head, peak_loop};
 
 }  // namespace ref
 }  // namespace fastdistilbert

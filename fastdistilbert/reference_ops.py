@@ -227,11 +227,12 @@ def quantized_linear_accumulators(x_q: torch.Tensor, packed: torch.Tensor) -> to
     return torch.matmul(weight_q.to(torch.float64), x_q.to(torch.float64)).to(torch.int32)
 
 
-def _exp_neg(y: torch.Tensor) -> torch.Tensor:
+def _exp_neg(y: torch.Tensor, first: int = 0) -> torch.Tensor:
+    """exp(y) for y in [-16, 0] (csrc: exp_neg); first = 2 drops the two highest Taylor terms (degree 5)."""
     n = torch.round(y * _LOG2E)
     r = (y - n * _LN2_HI) - n * _LN2_LO
-    e = torch.full_like(y, _EXP_POLY[0])
-    for c in _EXP_POLY[1:]:
+    e = torch.full_like(y, _EXP_POLY[first])
+    for c in _EXP_POLY[first + 1:]:
         e = e * r + c
     scale = torch.bitwise_left_shift(n.to(torch.int32) + 127, 23).view(torch.float32)
     return e * scale
@@ -344,16 +345,12 @@ def _int8_matmul(codes_w: torch.Tensor, w_scale: torch.Tensor, x_q: torch.Tensor
     return a.to(torch.float32) * (x_scale[None, :] * w_scale[:, None])
 
 
-def softmax_columns(s: torch.Tensor) -> torch.Tensor:
-    """The kernels' softmax over the rows of `s [rows, cols]`: sequential sums, the epilogue's exp."""
-    top = s[0].clone()
-    for r in range(1, s.shape[0]):
-        top = torch.where(s[r] > top, s[r], top)
-    e = _exp_neg(torch.clamp(s - top, min=-87.0))
-    total = torch.zeros_like(top)
-    for r in range(s.shape[0]):
-        total = total + e[r]
-    return e * (torch.ones_like(total) / total)
+def softmax_codes(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(u8 codes, int32 column sums): the kernels' softmax over the rows of `s [rows, cols]` as codes
+    rne(255 exp(max(s - column max, -16))); probabilities are codes / sums."""
+    d = torch.clamp(s - s.max(dim=0).values, min=-16.0)
+    codes = torch.round(255.0 * _exp_neg(d, first=2)).to(torch.int32)
+    return codes.to(torch.uint8), codes.sum(dim=0, dtype=torch.int32)
 
 
 def attention_int8_fm(qkv: torch.Tensor, lengths: list[int], n_heads: int, scaling: float) -> torch.Tensor:
@@ -361,8 +358,8 @@ def attention_int8_fm(qkv: torch.Tensor, lengths: list[int], n_heads: int, scali
     def attend(q, k, v):
         q_codes, q_scale, q_zp = quantize_per_token(q.contiguous())
         k_codes, k_scale = _symmetric_rows(k.t(), scaling)
-        probs = softmax_columns(_int8_matmul(k_codes, k_scale, q_codes, q_scale, q_zp))
-        p_codes, p_scale, p_zp = quantize_per_token(probs)
+        p_codes, p_sums = softmax_codes(_int8_matmul(k_codes, k_scale, q_codes, q_scale, q_zp))
+        p_scale, p_zp = torch.ones(p_sums.shape) / p_sums.to(torch.float32), torch.zeros_like(p_sums)
         v_codes, v_scale = _symmetric_rows(v)
         return _int8_matmul(v_codes, v_scale, p_codes, p_scale, p_zp)
 

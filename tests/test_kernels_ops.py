@@ -296,10 +296,11 @@ def test_attention_int8_fm_is_its_reference_exactly_on_every_isa(isa):
     assert relative <= 0.02, relative  # INT8 rounding, not a different attention
 
 
-def test_attention_int8_fm_opcheck_and_non_finite_input():
+@pytest.mark.parametrize("row, value", [(3, float("inf")), (30, float("nan")), (60, float("-inf"))])  # Q, K, V
+def test_attention_int8_fm_opcheck_and_non_finite_input(row, value):
     qkv = torch.randn(72, 12)
     torch.library.opcheck(torch.ops.fastdistilbert.attention_int8_fm.default, (qkv, [5, 7], 3, 0.5))
-    qkv[3, 4] = float("inf")
+    qkv[row, 4] = value
     with pytest.raises(RuntimeError, match="NaN or Inf"):
         ops.attention_int8_fm(qkv, [5, 7], 3, 0.5)
 
