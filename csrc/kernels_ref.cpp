@@ -52,14 +52,14 @@ static int32_t accumulate(const GemmParams& p, int64_t n, int64_t t) {
   return acc;
 }
 
-// exp(y) for y in [-16, 0] and erf: the formulas of erf_constants.h, in the same operation order as
-// the SIMD template and fastdistilbert/reference_ops.py. `first` = 2 drops the two highest Taylor terms
-// (degree 5: the softmax codes' exp).
-static float exp_neg(float y, int first = 0) {
+// exp(y) for y in [-16, 0] (the softmax codes) and erf: the formulas of erf_constants.h, in the same
+// operation order as the SIMD template and fastdistilbert/reference_ops.py. The exp uses the degree-5 tail
+// of kExpPoly (enough for 8-bit codes).
+static float exp_neg(float y) {
   const float n = std::nearbyint(y * erfc::kLog2e);
   const float r = (y - n * erfc::kLn2Hi) - n * erfc::kLn2Lo;
-  float e = erfc::kExpPoly[first];
-  for (int i = first + 1; i < 8; ++i) e = e * r + erfc::kExpPoly[i];
+  float e = erfc::kExpPoly[2];
+  for (int i = 3; i < 8; ++i) e = e * r + erfc::kExpPoly[i];
   const int32_t bits = (int32_t(n) + 127) << 23;
   float scale;
   __builtin_memcpy(&scale, &bits, 4);
@@ -67,16 +67,14 @@ static float exp_neg(float y, int first = 0) {
 }
 
 static float erf_approx(float x) {
-  const float ax = std::fmin(std::fabs(x), erfc::kClamp);
-  const float u = 1.0f / (1.0f + erfc::kP * ax);
-  float poly = erfc::kA5;
-  poly = poly * u + erfc::kA4;
-  poly = poly * u + erfc::kA3;
-  poly = poly * u + erfc::kA2;
-  poly = poly * u + erfc::kA1;
-  poly = poly * u;
-  const float e = 1.0f - poly * exp_neg(-(ax * ax));
-  return x < 0.0f ? -e : e;
+  const float a = std::fmin(std::fmax(x, -erfc::kClamp), erfc::kClamp);
+  const float z = a * a;
+  float p = erfc::kErfP[5], q = erfc::kErfQ[5];
+  for (int i = 4; i >= 0; --i) {
+    p = p * z + erfc::kErfP[i];
+    q = q * z + erfc::kErfQ[i];
+  }
+  return (a * p) / q;
 }
 
 static void softmax_codes(const float* s, int64_t rows, int64_t cols, int64_t c0, int64_t c1, uint8_t* codes,
@@ -87,7 +85,7 @@ static void softmax_codes(const float* s, int64_t rows, int64_t cols, int64_t c0
     int32_t sum = 0;
     for (int64_t r = 0; r < rows; ++r) {
       const float d = s[r * cols + c] - top;
-      const int32_t code = int32_t(std::nearbyint(255.0f * exp_neg(d > -16.0f ? d : -16.0f, 2)));
+      const int32_t code = int32_t(std::nearbyint(255.0f * exp_neg(d > -16.0f ? d : -16.0f)));
       codes[r * cols + c] = uint8_t(code);
       sum += code;
     }

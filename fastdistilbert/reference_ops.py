@@ -30,8 +30,10 @@ _HEADER = struct.Struct("<8sII" + "q" * 13 + "II")  # 128 bytes; see csrc/packed
 
 # erf approximation constants, bit-identical to csrc/erf_constants.h (hex = exact float32 values).
 _ERF_CLAMP = 4.0
-_ERF_P = float.fromhex("0x1.4f740ap-2")
-_ERF_A = [float.fromhex(h) for h in ("0x1.0fb844p+0", "-0x1.7401c6p+0", "0x1.6be1c6p+0", "-0x1.23531cp-2", "0x1.04f20cp-2")]
+_ERF_P = [float.fromhex(h) for h in ("0x1.20dd72p+0", "0x1.91e5eap-3", "0x1.b5fef6p-5", "0x1.065b96p-8",
+                                     "0x1.2e079cp-12", "0x1.091378p-19")]  # z^0 .. z^5
+_ERF_Q = [float.fromhex(h) for h in ("0x1p+0", "0x1.03b574p-1", "0x1.dd124cp-4", "0x1.fa0eb0p-7", "0x1.3ed6f2p-10",
+                                     "0x1.3a6c4ap-15")]
 _LOG2E = float.fromhex("0x1.715476p+0")
 _LN2_HI = float.fromhex("0x1.62e4p-1")
 _LN2_LO = float.fromhex("0x1.7f7d1cp-20")
@@ -227,12 +229,12 @@ def quantized_linear_accumulators(x_q: torch.Tensor, packed: torch.Tensor) -> to
     return torch.matmul(weight_q.to(torch.float64), x_q.to(torch.float64)).to(torch.int32)
 
 
-def _exp_neg(y: torch.Tensor, first: int = 0) -> torch.Tensor:
-    """exp(y) for y in [-16, 0] (csrc: exp_neg); first = 2 drops the two highest Taylor terms (degree 5)."""
+def _exp_neg(y: torch.Tensor) -> torch.Tensor:
+    """exp(y) for y in [-16, 0] (csrc: exp_neg): the degree-5 tail of the Taylor polynomial."""
     n = torch.round(y * _LOG2E)
     r = (y - n * _LN2_HI) - n * _LN2_LO
-    e = torch.full_like(y, _EXP_POLY[first])
-    for c in _EXP_POLY[first + 1:]:
+    e = torch.full_like(y, _EXP_POLY[2])
+    for c in _EXP_POLY[3:]:
         e = e * r + c
     scale = torch.bitwise_left_shift(n.to(torch.int32) + 127, 23).view(torch.float32)
     return e * scale
@@ -240,14 +242,13 @@ def _exp_neg(y: torch.Tensor, first: int = 0) -> torch.Tensor:
 
 def erf_approx(x: torch.Tensor) -> torch.Tensor:
     """The kernels' erf (csrc/erf_constants.h), same fp32 operations in the same order."""
-    a = torch.clamp(torch.abs(x), max=_ERF_CLAMP)
-    u = torch.ones_like(a) / (1.0 + _ERF_P * a)
-    poly = torch.full_like(a, _ERF_A[0])
-    for c in _ERF_A[1:]:
-        poly = poly * u + c
-    poly = poly * u
-    e = 1.0 - poly * _exp_neg(-(a * a))
-    return torch.where(x < 0, -e, e)
+    a = torch.clamp(x, -_ERF_CLAMP, _ERF_CLAMP)
+    z = a * a
+    p, q = torch.full_like(a, _ERF_P[5]), torch.full_like(a, _ERF_Q[5])
+    for i in range(4, -1, -1):
+        p = p * z + _ERF_P[i]
+        q = q * z + _ERF_Q[i]
+    return (a * p) / q
 
 
 def gelu(y: torch.Tensor) -> torch.Tensor:
@@ -349,7 +350,7 @@ def softmax_codes(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(u8 codes, int32 column sums): the kernels' softmax over the rows of `s [rows, cols]` as codes
     rne(255 exp(max(s - column max, -16))); probabilities are codes / sums."""
     d = torch.clamp(s - s.max(dim=0).values, min=-16.0)
-    codes = torch.round(255.0 * _exp_neg(d, first=2)).to(torch.int32)
+    codes = torch.round(255.0 * _exp_neg(d)).to(torch.int32)
     return codes.to(torch.uint8), codes.sum(dim=0, dtype=torch.int32)
 
 

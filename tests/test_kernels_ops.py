@@ -154,9 +154,11 @@ def test_quantize_per_token_every_isa_every_tail(isa, tokens):
 def test_erf_approximation_error_and_gelu():
     x = torch.linspace(-6, 6, 1200001, dtype=torch.float32)
     err = (R.erf_approx(x).double() - torch.erf(x.double())).abs().max().item()
-    assert err <= 6e-7, err  # A&S 7.1.26 + fp32 rounding: 5.3e-7 (csrc/erf_constants.h)
-    gelu_err = (R.gelu(x).double() - torch.nn.functional.gelu(x.double())).abs().max().item()
-    assert gelu_err <= 1e-6, gelu_err
+    assert err <= 4e-7, err  # rational fit + fp32 rounding: 3.8e-7 (csrc/erf_constants.h)
+    for y in (x, x * 5):  # GELU's error grows with |y| only through fp32 rounding: <= 2.5e-7 max(1, |y|)
+        gelu_err = (R.gelu(y).double() - torch.nn.functional.gelu(y.double())).abs()
+        relative = (gelu_err / y.double().abs().clamp(min=1.0)).max().item()
+        assert relative <= 2.5e-7, relative
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
