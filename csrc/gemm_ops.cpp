@@ -43,15 +43,21 @@ void check_activations(const at::Tensor& x, const GemmParams& p, const char* op)
   TORCH_CHECK(p.K <= kMaxK, op, ": in_features ", p.K, " exceeds ", kMaxK, " (int32 accumulators could overflow)");
 }
 
-// Per-token vector of length Tp (padding: fill) from a [T] or [1] tensor.
+// Per-token vector of length Tp (padding: fill) from a [T] or [1] tensor, in plain loops: these run for every
+// GEMM call, where a few ATen ops would cost tens of microseconds.
 template <typename T>
 at::Tensor per_token(const at::Tensor& v, int64_t tokens, int64_t Tp, T fill, at::ScalarType dtype, const char* what,
                      const char* op) {
   TORCH_CHECK(v.scalar_type() == dtype, op, ": ", what, " must be ", dtype, ", got ", v.scalar_type());
   TORCH_CHECK(v.numel() == 1 || (v.dim() == 1 && v.numel() == tokens), op, ": ", what,
               " must have shape [tokens] = [", tokens, "] or [1], got ", v.sizes());
-  at::Tensor out = at::full({Tp}, fill, at::TensorOptions().dtype(dtype));
-  out.narrow(0, 0, tokens).copy_(v.reshape({-1}).expand({tokens}));
+  const at::Tensor src = v.contiguous();
+  const T* in = src.data_ptr<T>();
+  at::Tensor out = at::empty({Tp}, at::TensorOptions().dtype(dtype));
+  T* o = out.data_ptr<T>();
+  const bool broadcast = src.numel() == 1;
+  for (int64_t t = 0; t < tokens; ++t) o[t] = in[broadcast ? 0 : t];
+  for (int64_t t = tokens; t < Tp; ++t) o[t] = fill;
   return out;
 }
 
@@ -178,17 +184,23 @@ Prepared prepare_quantized(const KernelTable& k, const at::Tensor& x_q, const at
   const int64_t T = prep.p.T;
   prep.x_scale = per_token<float>(x_scale, T, prep.p.Tp, 1.0f, at::kFloat, "x_scale", op);
   // A NaN, zero or negative scale would silently give NaN, zero or sign-flipped outputs.
-  TORCH_CHECK(at::isfinite(x_scale).all().item<bool>() && (x_scale > 0).all().item<bool>(), op,
-              ": x_scale must be finite and positive");
+  const float* scale = prep.x_scale.data_ptr<float>();
+  bool scales_ok = true;
+  for (int64_t t = 0; t < T; ++t) scales_ok &= std::isfinite(scale[t]) && scale[t] > 0.0f;
+  TORCH_CHECK(scales_ok, op, ": x_scale must be finite and positive");
   prep.x_zp = per_token<int32_t>(x_zero_point, T, prep.p.Tp, 0, at::kInt, "x_zero_point", op);
+  int32_t* zp = prep.x_zp.data_ptr<int32_t>();
+  bool zps_ok = true;
   if (s8) {
     // s8 codes are shifted to u8 by +128 (exact), which moves the zero point from 0 to 128.
-    TORCH_CHECK(!prep.x_zp.narrow(0, 0, T).any().item<bool>(), op, ": int8 activations need zero point 0");
-    prep.x_zp.narrow(0, 0, T).fill_(128);
+    for (int64_t t = 0; t < T; ++t) {
+      zps_ok &= zp[t] == 0;
+      zp[t] = 128;
+    }
+    TORCH_CHECK(zps_ok, op, ": int8 activations need zero point 0");
   } else {
-    TORCH_CHECK(T == 0 || (prep.x_zp.narrow(0, 0, T).min().item<int32_t>() >= 0 &&
-                           prep.x_zp.narrow(0, 0, T).max().item<int32_t>() <= 255),
-                op, ": x_zero_point must be in [0, 255]");
+    for (int64_t t = 0; t < T; ++t) zps_ok &= zp[t] >= 0 && zp[t] <= 255;
+    TORCH_CHECK(zps_ok, op, ": x_zero_point must be in [0, 255]");
   }
   return prep;
 }
