@@ -11,6 +11,7 @@
 #include "gemm_ops.h"
 #include "layer_norm_fm.h"
 #include "self_attention_fm.h"
+#include "transpose_fm.h"
 
 namespace fastdistilbert {
 namespace {
@@ -94,6 +95,7 @@ TORCH_LIBRARY(fastdistilbert, m) {
       "Tensor residual, Tensor gamma, Tensor beta, float eps, SymInt dim, int[] lengths, int n_heads, float scaling) "
       "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def("attention_int8_fm(Tensor qkv, int[] lengths, int n_heads, float scaling) -> Tensor");
+  m.def("transpose_fm(Tensor x) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
@@ -110,4 +112,5 @@ TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
   m.impl("self_attention_fm", &fastdistilbert::self_attention_fm);
   m.impl("attention_block_fm", &fastdistilbert::attention_block_fm);
   m.impl("attention_int8_fm", &fastdistilbert::attention_int8_fm);
+  m.impl("transpose_fm", &fastdistilbert::transpose_fm);
 }

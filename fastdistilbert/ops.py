@@ -165,6 +165,14 @@ def layer_norm_fm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps:
     return torch.ops.fastdistilbert.layer_norm_fm(x, gamma, beta, eps)
 
 
+def transpose_fm(x: torch.Tensor) -> torch.Tensor:
+    """`x.t().contiguous()` of a contiguous fp32 `[A, B]` tensor, cache-blocked (the runtime's switch between the
+    token-major and the feature-major layout)."""
+    if not warn_if_unavailable():
+        return x.t().contiguous()
+    return torch.ops.fastdistilbert.transpose_fm(x)
+
+
 def quantize_per_tensor(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
     """uint8 codes of fp32 `x` with one static scale / zero point (quantization.quantize_activation), vectorized."""
     if not warn_if_unavailable():
@@ -292,6 +300,10 @@ if EXTENSION_AVAILABLE:
     @torch.library.register_fake("fastdistilbert::layer_norm_fm")
     def _(x, gamma, beta, eps):
         return torch.empty_like(x)
+
+    @torch.library.register_fake("fastdistilbert::transpose_fm")
+    def _(x):
+        return x.new_empty((x.shape[1], x.shape[0]))
 
     @torch.library.register_fake("fastdistilbert::quantized_linear_accumulators")
     def _(x_q, packed, out_features, isa=""):

@@ -307,6 +307,22 @@ def test_attention_int8_fm_opcheck_and_non_finite_input(row, value):
         ops.attention_int8_fm(qkv, [5, 7], 3, 0.5)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (33, 65), (64, 32), (1000, 768), (0, 4)])
+def test_transpose_fm_is_the_contiguous_transpose(shape):
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(shape[0]))
+    assert torch.equal(ops.transpose_fm(x), x.t().contiguous())
+
+
+def test_transpose_fm_opcheck_and_bad_input():
+    torch.library.opcheck(torch.ops.fastdistilbert.transpose_fm.default, (torch.randn(7, 40),))
+    with pytest.raises(RuntimeError, match="float32"):
+        ops.transpose_fm(torch.randn(4, 4).double())
+    with pytest.raises(RuntimeError, match="contiguous 2-D"):
+        ops.transpose_fm(torch.randn(4, 6).t())
+    with pytest.raises(RuntimeError, match="contiguous 2-D"):
+        ops.transpose_fm(torch.randn(2, 3, 4))
+
+
 @pytest.mark.parametrize("op", ["attention_fm", "attention_int8_fm"])
 @pytest.mark.parametrize("qkv, lengths, heads, match", [
     (torch.randn(72, 10).double(), [10], 3, "float32"),
