@@ -19,7 +19,7 @@ at::Tensor dynamic_quantized_linear(const at::Tensor& x, const at::Tensor& packe
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token(const at::Tensor& x);
 at::Tensor quantized_linear_accumulators(const at::Tensor& x_q, const at::Tensor& packed, int64_t out_features,
                                          const std::string& isa);
-// Static per-tensor u8 codes of fp32 x (any shape): clamp(rne(x / scale) + zero_point, 0, 255).
+// Static per-tensor u8 codes of fp32 x (any shape): clamp(rne(x * (1 / scale)) + zero_point, 0, 255).
 at::Tensor quantize_per_tensor_fm(const at::Tensor& x, double scale, int64_t zero_point);
 
 // Building blocks shared with the fused ops (feed_forward_fm.cpp, self_attention_fm.cpp).

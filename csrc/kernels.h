@@ -28,7 +28,7 @@
 //   y = y + bias[n]                                  (only when the packed weight has a bias)
 //   y = gelu(y)                                      (optional; erf approximation: erf_constants.h)
 //   y = y + residual[n][t]                           (optional)
-//   q = clamp(nearbyint(y / out_scale) + out_zp, 0, 255)  (optional requantization to u8)
+//   q = clamp(nearbyint(y * (1 / out_scale)) + out_zp, 0, 255)  (optional requantization to u8)
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -83,11 +83,11 @@ struct KernelTable {
   void (*gemm)(const GemmParams& p, int64_t g0, int64_t g1, int64_t t0, int64_t t1);
   // Per-token asymmetric u8 quantization of fp32 x[K][T] for tokens [t0, t1) (any bounds): writes
   // scale[t], zp[t] and q[k][t] (steps of fastdistilbert/quantization.py: range [min(lo, 0),
-  // max(hi, 0)], scale = range / 255 or 1, zp = clamp(rne(-lo / scale)), q = clamp(rne(x / scale) + zp)).
+  // max(hi, 0)], scale = range / 255 or 1, zp = clamp(rne(-lo / scale)), q = clamp(rne(x * (1 / scale)) + zp)).
   // Returns 0 (outputs unspecified) when any value of those tokens is NaN or Inf, 1 otherwise.
   int32_t (*quantize_per_token)(const float* x, int64_t K, int64_t T, int64_t t0, int64_t t1, float* scale,
                                 int32_t* zp, uint8_t* q);
-  // Static per-tensor u8 quantization of n fp32 values: q = clamp(rne(x / scale) + zp, 0, 255), the steps of
+  // Static per-tensor u8 quantization of n fp32 values: q = clamp(rne(x * (1 / scale)) + zp, 0, 255), the steps of
   // fastdistilbert/quantization.py::quantize_activation. Returns 0 when a value is NaN or Inf, 1 otherwise.
   int32_t (*quantize_static)(const float* x, int64_t n, float scale, float zp, uint8_t* q);
   // LayerNorm over the K features of tokens [t0, t1) of x[K][T] into y[K][T] (layer_norm_tokens.inc).

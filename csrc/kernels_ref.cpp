@@ -145,7 +145,7 @@ static void epilogue(const GemmParams& p, int64_t n, int64_t t, int32_t acc) {
   if (p.gelu) y = (0.5f * y) * (1.0f + erf_approx(y * erfc::kInvSqrt2));
   if (p.residual) y = y + p.residual[o];
   if (p.out_u8) {
-    float q = std::nearbyint(y / p.out_scale) + p.out_zp;
+    float q = std::nearbyint(y * (1.0f / p.out_scale)) + p.out_zp;
     q = std::fmin(std::fmax(q, 0.0f), 255.0f);
     p.out_u8[o] = uint8_t(int32_t(q));
   } else {
@@ -175,7 +175,8 @@ static int32_t quantize_per_token(const float* x, int64_t K, int64_t T, int64_t 
     const float s = lo < hi ? (hi - lo) / 255.0f : 1.0f;
     scale[t] = s;
     zp[t] = int32_t(clamp_code(std::nearbyint(-lo / s)));
-    for (int64_t k = 0; k < K; ++k) q[k * T + t] = uint8_t(int32_t(clamp_code(std::nearbyint(x[k * T + t] / s) + float(zp[t]))));
+    const float inv = 1.0f / s;
+    for (int64_t k = 0; k < K; ++k) q[k * T + t] = uint8_t(int32_t(clamp_code(std::nearbyint(x[k * T + t] * inv) + float(zp[t]))));
   }
   return 1;
 }
@@ -183,9 +184,10 @@ static int32_t quantize_per_token(const float* x, int64_t K, int64_t T, int64_t 
 #include "layer_norm_tokens.inc"
 
 static int32_t quantize_static(const float* x, int64_t n, float scale, float zp, uint8_t* q) {
+  const float inv = 1.0f / scale;
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(x[i])) return 0;
-    q[i] = uint8_t(int32_t(clamp_code(std::nearbyint(x[i] / scale) + zp)));
+    q[i] = uint8_t(int32_t(clamp_code(std::nearbyint(x[i] * inv) + zp)));
   }
   return 1;
 }

@@ -11,7 +11,7 @@ Epilogue, in this order, all fp32 (csrc/kernels.h):
     y = y + bias[n]                              (only when the packed weight has a bias)
     y = gelu(y) = (0.5 * y) * (1 + erf(y * 1/sqrt(2)))     (optional; erf below)
     y = y + residual[n, t]                       (optional)
-    q = clamp(round(y / out_scale) + out_zp, 0, 255)       (optional, uint8 output)
+    q = clamp(round(y * (1 / out_scale)) + out_zp, 0, 255) (optional, uint8 output)
 """
 from __future__ import annotations
 
@@ -276,7 +276,7 @@ def epilogue(acc: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Tenso
         y = y + residual
     if out_scale is None:
         return y
-    q = torch.round(y / torch.tensor(out_scale, dtype=torch.float32)) + float(out_zero_point or 0)
+    q = torch.round(y * Q.reciprocal(torch.tensor(out_scale, dtype=torch.float32))) + float(out_zero_point or 0)
     return torch.clamp(q, 0, 255).to(torch.uint8)
 
 
