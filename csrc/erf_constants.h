@@ -18,10 +18,12 @@ namespace erfc {
 
 constexpr float kClamp = 4.0f;
 // P and Q coefficients from z^0 up to z^5.
-constexpr float kErfP[6] = {0x1.20dd72p+0f, 0x1.91e5eap-3f, 0x1.b5fef6p-5f, 0x1.065b96p-8f, 0x1.2e079cp-12f, 0x1.091378p-19f};
-constexpr float kErfQ[6] = {0x1p+0f, 0x1.03b574p-1f, 0x1.dd124cp-4f, 0x1.fa0eb0p-7f, 0x1.3ed6f2p-10f, 0x1.3a6c4ap-15f};
-// exp(y), y <= 0 (the softmax): n = nearbyint(y * log2(e)), r = (y - n * ln2_hi) - n * ln2_lo,
-// exp(y) = 2^n * (Taylor polynomial of e^r, Horner), 2^n built from exponent bits.
+constexpr float kErfP[6] = {0x1.20dd72p+0f, 0x1.91e5eap-3f,  0x1.b5fef6p-5f,
+                            0x1.065b96p-8f, 0x1.2e079cp-12f, 0x1.091378p-19f};
+constexpr float kErfQ[6] = {0x1p+0f,        0x1.03b574p-1f,  0x1.dd124cp-4f,
+                            0x1.fa0eb0p-7f, 0x1.3ed6f2p-10f, 0x1.3a6c4ap-15f};
+// exp(y), y <= 0 (the softmaxes of both attentions): n = nearbyint(y * log2(e)),
+// r = (y - n * ln2_hi) - n * ln2_lo, exp(y) = 2^n * (Taylor polynomial of e^r, Horner), 2^n from exponent bits.
 constexpr float kLog2e = 0x1.715476p+0f;
 constexpr float kLn2Hi = 0x1.62e4p-1f;
 constexpr float kLn2Lo = 0x1.7f7d1cp-20f;

@@ -107,7 +107,7 @@ struct KernelTable {
   // Lp = L rounded up to kAttentionPad. Every variant computes exactly, with fused multiply-adds (one rounding each):
   //   qs[d][i] = q[d][i] * scaling
   //   s[j][i]  = sum over d = 0, 1, ... of k[d][j] * qs[d][i]   (fma chain from 0; keys j are rows)
-  //   e[j][i]  = exp(max(s[j][i] - max_j s[j][i], -87))       (the epilogue's exp steps with fmas)
+  //   e[j][i]  = exp(max(s[j][i] - max_j s[j][i], -87))       (erf_constants.h's exp, degree 7, with fmas)
   //   ctx[d][i] = (sum over j = 0, 1, ... of v[d][j] * e[j][i]) * (1 / sum over j = 0, 1, ... of e[j][i])
   void (*attention_head)(const float* q, const float* k, const float* v, int64_t ld, int64_t dh, int64_t L,
                          float scaling, float* scratch, float* ctx, int64_t ld_ctx);

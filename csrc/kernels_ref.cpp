@@ -176,7 +176,8 @@ static int32_t quantize_per_token(const float* x, int64_t K, int64_t T, int64_t 
     scale[t] = s;
     zp[t] = int32_t(clamp_code(std::nearbyint(-lo / s)));
     const float inv = 1.0f / s;
-    for (int64_t k = 0; k < K; ++k) q[k * T + t] = uint8_t(int32_t(clamp_code(std::nearbyint(x[k * T + t] * inv) + float(zp[t]))));
+    for (int64_t k = 0; k < K; ++k)
+      q[k * T + t] = uint8_t(int32_t(clamp_code(std::nearbyint(x[k * T + t] * inv) + float(zp[t]))));
   }
   return 1;
 }
