@@ -189,7 +189,15 @@ at::Tensor attention_int8_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int
       sums.resize(n);
       k.softmax_codes(scores.data(), n, n, 0, n, pc.q.data(), sums.data());
       pc.scale.resize(n);
-      for (int64_t i = 0; i < n; ++i) pc.scale[i] = 1.0f / float(sums[i]);
+      bool scores_finite = true;
+      for (int64_t i = 0; i < n; ++i) {
+        scores_finite &= sums[i] > 0;  // a query's largest score gives code 255 unless it overflowed to Inf
+        pc.scale[i] = 1.0f / float(sums[i]);
+      }
+      if (!scores_finite) {
+        finite = false;
+        continue;
+      }
       if (!values.quantize(values_fm.data(), head, n, /*transpose=*/false, 1.0f)) {
         finite = false;
         continue;
@@ -199,7 +207,7 @@ at::Tensor attention_int8_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int
       copy_rows(ctx.data(), n, dst + h * head * T + first[s], T, head, n);
     }
   });
-  TORCH_CHECK(finite.load(), op, ": Q, K or V contain NaN or Inf; activations must be finite");
+  TORCH_CHECK(finite.load(), op, ": Q, K or V contain NaN or Inf, or the attention scores overflow; activations must be finite");
   return out;
 }
 

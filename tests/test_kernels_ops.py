@@ -308,6 +308,13 @@ def test_attention_int8_fm_opcheck_and_non_finite_input(row, value):
         ops.attention_int8_fm(qkv, [5, 7], 3, 0.5)
 
 
+def test_attention_int8_fm_refuses_overflowing_scores():
+    qkv = torch.randn(72, 12, generator=torch.Generator().manual_seed(3))
+    qkv[:48, :5] *= 1e25  # finite Q and K whose products overflow fp32
+    with pytest.raises(RuntimeError, match="overflow"):
+        ops.attention_int8_fm(qkv, [5, 7], 3, 0.5)
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (33, 65), (64, 32), (1000, 768), (0, 4)])
 def test_transpose_fm_is_the_contiguous_transpose(shape):
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(shape[0]))
