@@ -19,6 +19,18 @@
 
 namespace fastdistilbert {
 
+std::vector<int64_t> sequence_starts(const char* op, at::IntArrayRef lengths, int64_t tokens, const char* tensor) {
+  std::vector<int64_t> first(lengths.size());
+  int64_t total = 0;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    TORCH_CHECK(lengths[i] >= 0, op, ": sequence lengths must be >= 0, got ", lengths[i]);
+    first[i] = total;
+    total += lengths[i];
+  }
+  TORCH_CHECK(total == tokens, op, ": sequence lengths add up to ", total, " but ", tensor, " has ", tokens, " tokens");
+  return first;
+}
+
 std::vector<int64_t> check_attention_args(const char* op, const at::Tensor& qkv, at::IntArrayRef lengths,
                                           int64_t n_heads) {
   TORCH_CHECK(qkv.scalar_type() == at::kFloat, op, ": qkv must be float32, got ", qkv.scalar_type());
@@ -27,15 +39,7 @@ std::vector<int64_t> check_attention_args(const char* op, const at::Tensor& qkv,
   TORCH_CHECK(n_heads > 0, op, ": n_heads must be positive, got ", n_heads);
   TORCH_CHECK(qkv.size(0) % (3 * n_heads) == 0, op, ": qkv has ", qkv.size(0), " rows, not 3 * dim with dim divisible by n_heads = ",
               n_heads);
-  std::vector<int64_t> first(lengths.size());
-  int64_t total = 0;
-  for (size_t i = 0; i < lengths.size(); ++i) {
-    TORCH_CHECK(lengths[i] >= 0, op, ": sequence lengths must be >= 0, got ", lengths[i]);
-    first[i] = total;
-    total += lengths[i];
-  }
-  TORCH_CHECK(total == qkv.size(1), op, ": sequence lengths add up to ", total, " but qkv has ", qkv.size(1), " tokens");
-  return first;
+  return sequence_starts(op, lengths, qkv.size(1), "qkv");
 }
 
 at::Tensor attention_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t n_heads, double scaling) {

@@ -16,24 +16,9 @@
 namespace fastdistilbert {
 namespace {
 
-// Checked sequence layout of the packed tokens.
-struct Sequences {
-  std::vector<int64_t> first;
-  int64_t longest = 0, nonempty = 0;
-};
-
-Sequences check_sequences(at::IntArrayRef lengths, int64_t T, const char* op) {
-  Sequences q;
-  int64_t total = 0;
-  for (int64_t n : lengths) {
-    TORCH_CHECK(n >= 0, op, ": sequence lengths must be >= 0, got ", n);
-    q.first.push_back(total);
-    total += n;
-    q.longest = std::max(q.longest, n);
-    q.nonempty += n > 0;
-  }
-  TORCH_CHECK(total == T, op, ": sequence lengths add up to ", total, " but x_q has ", T, " tokens");
-  return q;
+// Sequences with at least one token: each is one parallel item of the fused ops.
+int64_t nonempty(at::IntArrayRef lengths) {
+  return std::count_if(lengths.begin(), lengths.end(), [](int64_t n) { return n > 0; });
 }
 
 // Q, K, V of one sequence into an L2-resident panel, then every head's attention into ctx (rows ld_ctx apart).
@@ -82,8 +67,8 @@ at::Tensor self_attention_fm(const at::Tensor& x_q, const at::Tensor& x_scale, c
   const KernelTable& k = active_kernels();
   const Prepared prep = prepare_qkv(k, x_q, x_scale, x_zero_point, packed_qkv, dim, n_heads, op);
   const int64_t T = prep.p.T;
-  const Sequences seq = check_sequences(lengths, T, op);
-  if (seq.nonempty < at::get_num_threads()) {
+  const std::vector<int64_t> first = sequence_starts(op, lengths, T, "x_q");
+  if (nonempty(lengths) < at::get_num_threads()) {
     // Fewer sequences than threads: the two ops split rows and heads across threads instead.
     const at::Tensor qkv = quantized_linear(x_q, x_scale, x_zero_point, packed_qkv, prep.p.N, false, std::nullopt,
                                             std::nullopt, std::nullopt);
@@ -97,8 +82,8 @@ at::Tensor self_attention_fm(const at::Tensor& x_q, const at::Tensor& x_scale, c
     SequenceAttention work;
     for (int64_t s = s0; s < s1; ++s)
       if (lengths[s] > 0)
-        work.run(k, prep.p, prep, codes, flip_sign, seq.first[s], lengths[s], n_heads, float(scaling),
-                 ctx + seq.first[s], T);
+        work.run(k, prep.p, prep, codes, flip_sign, first[s], lengths[s], n_heads, float(scaling),
+                 ctx + first[s], T);
   });
   return out;
 }
@@ -112,7 +97,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_block_fm(
   TORCH_CHECK(x_q.scalar_type() == at::kByte, op, ": x_q must be uint8 per-token codes, got ", x_q.scalar_type());
   const Prepared prep = prepare_qkv(k, x_q, x_scale, x_zero_point, packed_qkv, dim, n_heads, op);
   const int64_t T = prep.p.T;
-  const Sequences seq = check_sequences(lengths, T, op);
+  const std::vector<int64_t> first = sequence_starts(op, lengths, T, "x_q");
   GemmParams out_p{};
   parse_packed_weight(packed_out, out_p, op);
   TORCH_CHECK(out_p.K == dim && out_p.N == dim, op, ": the output projection is ", out_p.N, " x ", out_p.K,
@@ -121,7 +106,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_block_fm(
                   residual.size(1) == T && residual.is_contiguous(),
               op, ": residual must be a contiguous float32 [", dim, ", ", T, "] tensor, got ", residual.scalar_type(),
               " ", residual.sizes());
-  if (seq.nonempty < at::get_num_threads()) {
+  if (nonempty(lengths) < at::get_num_threads()) {
     // Fewer sequences than threads: the ops one by one, each split across the threads.
     const at::Tensor ctx = self_attention_fm(x_q, x_scale, x_zero_point, packed_qkv, dim, lengths, n_heads, scaling);
     return layer_norm_quantize_fm(dynamic_quantized_linear(ctx, packed_out, dim, false, residual), gamma, beta, eps);
@@ -139,7 +124,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_block_fm(
     std::vector<int32_t> c_zp;
     std::vector<uint8_t> c_codes;
     for (int64_t s = s0; s < s1; ++s) {
-      const int64_t L = lengths[s], t0 = seq.first[s];
+      const int64_t L = lengths[s], t0 = first[s];
       if (L == 0) continue;
       ctx.resize(dim * L), c_codes.resize(dim * L), c_scale.resize(L), c_zp.resize(L);
       attention.run(k, prep.p, prep, codes, false, t0, L, n_heads, float(scaling), ctx.data(), L);

@@ -135,8 +135,8 @@ def feed_forward_block_fm(x_q: torch.Tensor, x_scale: torch.Tensor, x_zero_point
     """The feed-forward sublayer in one op: `layer_norm_quantize_fm(feed_forward_fm(...), gamma, beta, eps)` ->
     (h, codes, scale, zero point), bit-identical, the LayerNorm made on each block of tokens while it is cached."""
     if not warn_if_unavailable():
-        h = R.layer_norm_fm(feed_forward_fm(x_q, x_scale, x_zero_point, packed1, packed2, residual), gamma, beta, eps)
-        return (h, *R.quantize_per_token(h))
+        return layer_norm_quantize_fm(feed_forward_fm(x_q, x_scale, x_zero_point, packed1, packed2, residual), gamma,
+                                      beta, eps)
     return torch.ops.fastdistilbert.feed_forward_block_fm(x_q, x_scale, x_zero_point, packed1, packed2, residual,
                                                           gamma, beta, eps)
 
@@ -217,8 +217,7 @@ def attention_block_fm(x_q: torch.Tensor, x_scale: torch.Tensor, x_zero_point: t
     bit-identical, one sequence at a time so nothing in between leaves the cache."""
     if not warn_if_unavailable():
         ctx = self_attention_fm(x_q, x_scale, x_zero_point, packed_qkv, lengths, n_heads, scaling)
-        h1 = R.layer_norm_fm(R.dynamic_quantized_linear(ctx, packed_out, residual=residual), gamma, beta, eps)
-        return (h1, *R.quantize_per_token(h1))
+        return layer_norm_quantize_fm(R.dynamic_quantized_linear(ctx, packed_out, residual=residual), gamma, beta, eps)
     return torch.ops.fastdistilbert.attention_block_fm(x_q, x_scale, x_zero_point, packed_qkv, packed_out, residual,
                                                        gamma, beta, eps, residual.shape[0], list(lengths), n_heads,
                                                        scaling)

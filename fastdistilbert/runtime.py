@@ -85,7 +85,6 @@ class LayerKernels:
     lin1: LinearKernel
     lin2: LinearKernel
 
-
     def self_attention(self, h: torch.Tensor, h_codes: tuple | None, lengths: list[int], n_heads: int,
                        scaling: float) -> torch.Tensor:
         """Attention context of h: QKV projection and fp32 attention as one op (csrc/self_attention_fm.cpp)."""
