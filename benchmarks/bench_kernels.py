@@ -102,11 +102,14 @@ def bench_ours(records, isa, out_f, in_f, tokens, density, pattern, budget_s, ba
         fastdistilbert.set_isa("auto")
 
 
-def bench_torch(records, out_f, in_f, tokens, budget_s, base):
+def linear_operands(out_f, in_f, tokens):
+    """Seeded fp32 weight [out, in], bias [out] and token-major input [tokens, in] for torch's Linear."""
     g = torch.Generator().manual_seed(2)
-    w = torch.randn(out_f, in_f, generator=g)
-    b = torch.randn(out_f, generator=g)
-    x = torch.randn(tokens, in_f, generator=g)
+    return torch.randn(out_f, in_f, generator=g), torch.randn(out_f, generator=g), torch.randn(tokens, in_f, generator=g)
+
+
+def bench_torch(records, out_f, in_f, tokens, budget_s, base):
+    w, b, x = linear_operands(out_f, in_f, tokens)
     best, median = measure(lambda: torch.nn.functional.linear(x, w, b), budget_s)
     records.append(point(base, "torch_fp32_linear", "dense", "torch", out_f, in_f, tokens, 1.0, best, median,
                          out_f * in_f * tokens))
@@ -140,11 +143,9 @@ def bench_torch_avx2(records, shapes_tokens, budget_s, base):
 def torch_avx2_worker(spec: str) -> None:
     args = json.loads(spec)
     torch.set_num_threads(args["threads"])
-    g = torch.Generator().manual_seed(2)
     times = []
     for out_f, in_f, tokens in args["points"]:
-        w, b = torch.randn(out_f, in_f, generator=g), torch.randn(out_f, generator=g)
-        x = torch.randn(tokens, in_f, generator=g)
+        w, b, x = linear_operands(out_f, in_f, tokens)
         times.append(measure(lambda: torch.nn.functional.linear(x, w, b), args["budget"]))
     print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "times": times}))
 
