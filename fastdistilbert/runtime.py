@@ -133,10 +133,15 @@ class LayerKernels:
 
 def build_kernels(model) -> list[LayerKernels]:
     layers = []
-    for block in model.transformer.layer:
-        att, ffn = block.attention, block.ffn
-        layers.append(LayerKernels(qkv=pack_linears([att.q_lin, att.k_lin, att.v_lin]), out=pack_linears([att.out_lin]),
-                                   lin1=pack_linears([ffn.lin1]), lin2=pack_linears([ffn.lin2])))
+    # Normal tensors even when the first forward runs under inference_mode: the ops check a packed buffer's
+    # indices once per version (csrc/packed_weight.cpp), and inference tensors have no version, so they would
+    # be checked on every call.
+    with torch.inference_mode(False):
+        for block in model.transformer.layer:
+            att, ffn = block.attention, block.ffn
+            layers.append(LayerKernels(qkv=pack_linears([att.q_lin, att.k_lin, att.v_lin]),
+                                       out=pack_linears([att.out_lin]), lin1=pack_linears([ffn.lin1]),
+                                       lin2=pack_linears([ffn.lin2])))
     return layers
 
 

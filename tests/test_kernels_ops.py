@@ -243,6 +243,32 @@ def test_corrupt_sparse_indices_are_caught():
         ops.quantized_linear(x, scale, zp, bad)
 
 
+@pytest.mark.parametrize("pattern", ["1x4", "4x1"])
+def test_sparse_indices_are_checked_again_after_any_change(pattern):
+    """Indices are checked once per buffer version: an in-place write after a good call, a corrupt buffer at the
+    address of a checked one, and an inference tensor changed in place are all caught."""
+    packed, x, (scale, zp) = small_case(pattern)
+    off = ops.packed_info(packed)["off_idx"]
+    corrupt_index = torch.tensor([0xFF, 0xFF, 0, 0], dtype=torch.uint8)
+    good = packed.clone()
+    ops.quantized_linear(x, scale, zp, good)
+    good[off:off + 4] = corrupt_index
+    with pytest.raises(RuntimeError, match="index out of range"):
+        ops.quantized_linear(x, scale, zp, good)
+    # A new tensor over the same memory (same address, size and version as a checked one, another storage).
+    memory = bytearray(packed.numpy().tobytes())
+    ops.quantized_linear(x, scale, zp, torch.frombuffer(memory, dtype=torch.uint8))
+    memory[off:off + 4] = bytes(corrupt_index.tolist())
+    with pytest.raises(RuntimeError, match="index out of range"):
+        ops.quantized_linear(x, scale, zp, torch.frombuffer(memory, dtype=torch.uint8))
+    with torch.inference_mode():
+        frozen = packed.clone()
+        ops.quantized_linear(x, scale, zp, frozen)
+        frozen[off:off + 4] = corrupt_index
+        with pytest.raises(RuntimeError, match="index out of range"):
+            ops.quantized_linear(x, scale, zp, frozen)
+
+
 def test_bad_pack_inputs_are_clear_errors():
     w = torch.ones(4, 4, dtype=torch.int8)
     with pytest.raises(ValueError, match="unknown pattern '2x2'"):
