@@ -187,9 +187,13 @@ def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     index, lengths = packed_tokens(attention_mask)
-    positions = index % seq
     emb = model.embeddings
-    h = emb.word_embeddings.weight[input_ids.reshape(-1)[index]] + emb.position_embeddings.weight[positions]
+    words, places, flat_ids = emb.word_embeddings.weight, emb.position_embeddings.weight, input_ids.reshape(-1)
+    # index_select rather than advanced indexing, and no gathers at all without padding: 70 -> 19 us at 128 tokens.
+    if index.numel() == flat_ids.numel():  # no padding: every token, in order, at positions 0 .. seq - 1
+        h = (words.index_select(0, flat_ids).view(batch, seq, -1) + places[:seq]).view(batch * seq, -1)
+    else:
+        h = words.index_select(0, flat_ids.index_select(0, index)) + places.index_select(0, index % seq)
     h = torch.nn.functional.layer_norm(h, (h.shape[1],), emb.LayerNorm.weight, emb.LayerNorm.bias, emb.LayerNorm.eps)
     h = ops.transpose_fm(h)  # [dim, tokens]
     config = model.config
