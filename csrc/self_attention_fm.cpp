@@ -79,7 +79,7 @@ at::Tensor self_attention_fm(const at::Tensor& x_q, const at::Tensor& x_scale, c
   const uint8_t* codes = static_cast<const uint8_t*>(x_q.data_ptr());
   float* ctx = out.data_ptr<float>();
   at::parallel_for(0, int64_t(lengths.size()), 1, [&](int64_t s0, int64_t s1) {
-    SequenceAttention work;
+    thread_local SequenceAttention work;  // kept between calls, like the scratch below
     for (int64_t s = s0; s < s1; ++s)
       if (lengths[s] > 0)
         work.run(k, prep.p, prep, codes, flip_sign, first[s], lengths[s], n_heads, float(scaling),
@@ -118,11 +118,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_block_fm(
   std::atomic<int64_t> bad_token{-1};
   std::atomic<bool> bad_context{false};
   at::parallel_for(0, int64_t(lengths.size()), 1, [&](int64_t s0, int64_t s1) {
-    SequenceAttention attention;
-    SublayerTail tail;
-    std::vector<float> ctx, c_scale;
-    std::vector<int32_t> c_zp;
-    std::vector<uint8_t> c_codes;
+    // Per-thread scratch kept between calls: fresh buffers cost their allocation, zero-filling and page faults
+    // on every call.
+    thread_local SequenceAttention attention;
+    thread_local SublayerTail tail;
+    thread_local std::vector<float> ctx, c_scale;
+    thread_local std::vector<int32_t> c_zp;
+    thread_local std::vector<uint8_t> c_codes;
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t L = lengths[s], t0 = first[s];
       if (L == 0) continue;
