@@ -151,6 +151,16 @@ def test_quantize_per_token_every_isa_every_tail(isa, tokens):
     assert torch.equal(q, Q.quantize_activation(x.t(), want_scale, want_zp).t())
 
 
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
+def test_quantize_per_token_refuses_non_finite_values_in_every_vector(isa):
+    """NaN or Inf in any token of a multi-vector group, a single vector or the scalar tail is refused."""
+    for token in (0, 9, 17, 40, 63, 70, 99):
+        x = torch.randn(37, 100, generator=torch.Generator().manual_seed(token))
+        x[11, token] = float("nan") if token % 2 else float("-inf")
+        with forced_isa(isa), pytest.raises(RuntimeError, match="NaN or Inf"):
+            ops.quantize_per_token(x)
+
+
 def test_erf_approximation_error_and_gelu():
     x = torch.linspace(-6, 6, 1200001, dtype=torch.float32)
     err = (R.erf_approx(x).double() - torch.erf(x.double())).abs().max().item()
