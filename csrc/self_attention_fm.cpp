@@ -79,7 +79,7 @@ at::Tensor self_attention_fm(const at::Tensor& x_q, const at::Tensor& x_scale, c
   const uint8_t* codes = static_cast<const uint8_t*>(x_q.data_ptr());
   float* ctx = out.data_ptr<float>();
   at::parallel_for(0, int64_t(lengths.size()), 1, [&](int64_t s0, int64_t s1) {
-    thread_local SequenceAttention work;  // kept between calls, like the scratch below
+    thread_local SequenceAttention work;  // kept between calls (no allocation or zero-filling per call)
     for (int64_t s = s0; s < s1; ++s)
       if (lengths[s] > 0)
         work.run(k, prep.p, prep, codes, flip_sign, first[s], lengths[s], n_heads, float(scaling),
