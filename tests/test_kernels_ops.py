@@ -154,8 +154,8 @@ def test_quantize_per_token_every_isa_every_tail(isa, tokens):
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
 def test_quantize_per_token_refuses_non_finite_values_in_every_vector(isa):
     """NaN or Inf in any token of a multi-vector group, a single vector or the scalar tail is refused."""
-    for token in (0, 9, 17, 40, 63, 70, 99):
-        x = torch.randn(37, 100, generator=torch.Generator().manual_seed(token))
+    for token in (0, 9, 17, 40, 63, 70, 99, 105):  # 110 tokens: every kind on both 8- and 16-lane variants
+        x = torch.randn(37, 110, generator=torch.Generator().manual_seed(token))
         x[11, token] = float("nan") if token % 2 else float("-inf")
         with forced_isa(isa), pytest.raises(RuntimeError, match="NaN or Inf"):
             ops.quantize_per_token(x)
