@@ -63,8 +63,10 @@ at::Tensor per_token(const at::Tensor& v, int64_t tokens, int64_t Tp, T fill, at
 
 }  // namespace
 
+void note_last_isa(const KernelTable& k) { g_last_isa.store(k.name); }
+
 at::Tensor pack_activations(const KernelTable& k, GemmParams& p, const at::Tensor& x, bool flip_sign) {
-  g_last_isa.store(k.name);
+  note_last_isa(k);
   const int64_t rows = p.pattern == k4x1 ? p.K : p.Kp;
   at::Tensor xp = at::empty({rows * p.Tp}, at::TensorOptions().dtype(at::kByte));
   const uint8_t* xsrc = static_cast<const uint8_t*>(x.data_ptr());

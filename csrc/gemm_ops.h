@@ -40,6 +40,8 @@ at::Tensor new_output(int64_t N, int64_t T, at::ScalarType dtype);
 
 // Name of the variant that executed the most recent GEMM call in this process ("" before any).
 std::string last_isa();
+// Records `k` as that variant (ops that run their GEMMs without pack_activations call it).
+void note_last_isa(const KernelTable& k);
 // Test hook: pre-fill every GEMM output with this byte (-1: off).
 void set_output_sentinel(int64_t byte);
 // Runs every thread's peak loop of a variant; returns the multiply-accumulates executed.

@@ -90,7 +90,8 @@ struct KernelTable {
   // Static per-tensor u8 quantization of n fp32 values: q = clamp(rne(x * (1 / scale)) + zp, 0, 255), the steps of
   // fastdistilbert/quantization.py::quantize_activation. Returns 0 when a value is NaN or Inf, 1 otherwise.
   int32_t (*quantize_static)(const float* x, int64_t n, float scale, float zp, uint8_t* q);
-  // LayerNorm over the K features of tokens [t0, t1) of x[K][T] into y[K][T] (layer_norm_tokens.inc).
+  // LayerNorm over the K features of tokens [t0, t1) of x[K][T] into y[K][T], which may be x
+  // (layer_norm_tokens.inc).
   void (*layer_norm)(const float* x, int64_t K, int64_t T, int64_t t0, int64_t t1, const float* gamma,
                      const float* beta, double eps, float* y);
   // Softmax over the rows of s[rows][cols] (row-major) as u8 codes, for the columns [c0, c1): per column

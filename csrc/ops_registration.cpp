@@ -6,6 +6,7 @@
 
 #include "attention_fm.h"
 #include "cpu_features.h"
+#include "encoder_fm.h"
 #include "dispatch.h"
 #include "feed_forward_fm.h"
 #include "gemm_ops.h"
@@ -95,6 +96,9 @@ TORCH_LIBRARY(fastdistilbert, m) {
       "Tensor residual, Tensor gamma, Tensor beta, float eps, SymInt dim, int[] lengths, int n_heads, float scaling) "
       "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def("attention_int8_fm(Tensor qkv, int[] lengths, int n_heads, float scaling) -> Tensor");
+  m.def(
+      "encoder_fm(Tensor h, Tensor[] packed, Tensor[] norms, float[] eps, int[] lengths, int n_heads, "
+      "float scaling) -> Tensor");
   m.def("transpose_fm(Tensor x) -> Tensor");
 }
 
@@ -112,5 +116,6 @@ TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
   m.impl("self_attention_fm", &fastdistilbert::self_attention_fm);
   m.impl("attention_block_fm", &fastdistilbert::attention_block_fm);
   m.impl("attention_int8_fm", &fastdistilbert::attention_int8_fm);
+  m.impl("encoder_fm", &fastdistilbert::encoder_fm);
   m.impl("transpose_fm", &fastdistilbert::transpose_fm);
 }

@@ -4,8 +4,8 @@
 
 namespace fastdistilbert {
 
-void PanelGemm::run(const KernelTable& k, GemmParams p, const uint8_t* codes, bool flip_sign, const float* x_scale,
-                    const int32_t* x_zp, int64_t L) {
+void PanelGemm::pack(const KernelTable& k, GemmParams& p, const uint8_t* codes, bool flip_sign, const float* x_scale,
+                     const int32_t* x_zp, int64_t L) {
   const int64_t align = k.token_align(p.pattern), Tp = (L + align - 1) / align * align;
   packed.resize((p.pattern == k4x1 ? p.K : p.Kp) * Tp);
   scale.assign(Tp, 1.0f);
@@ -17,7 +17,43 @@ void PanelGemm::run(const KernelTable& k, GemmParams p, const uint8_t* codes, bo
   p.T = L, p.Tp = Tp;
   p.x_scale = scale.data();
   p.x_zp = zp.data();
+}
+
+void PanelGemm::run(const KernelTable& k, GemmParams p, const uint8_t* codes, bool flip_sign, const float* x_scale,
+                    const int32_t* x_zp, int64_t L) {
+  pack(k, p, codes, flip_sign, x_scale, x_zp, L);
   k.gemm(p, 0, p.Np / 4, 0, L);
+}
+
+void SequenceAttention::run(const KernelTable& k, const GemmParams& qkv_weight, const uint8_t* codes, bool flip_sign,
+                            const float* x_scale, const int32_t* x_zp, int64_t L, int64_t n_heads, float scaling,
+                            float* ctx, int64_t ld_ctx) {
+  const int64_t dim = qkv_weight.N / 3, head = dim / n_heads;
+  const int64_t Lp = (L + kAttentionPad - 1) / kAttentionPad * kAttentionPad;
+  qkv.resize(qkv_weight.N * L);
+  scratch.resize((3 * head + L) * Lp);
+  GemmParams a = qkv_weight;
+  a.ld = L, a.out_shift = 0, a.gelu = 0;
+  a.residual = nullptr, a.out_f32 = qkv.data(), a.out_u8 = nullptr, a.out_acc = nullptr;
+  gemm.run(k, a, codes, flip_sign, x_scale, x_zp, L);
+  for (int64_t h = 0; h < n_heads; ++h) {
+    const float* q = qkv.data() + h * head * L;
+    k.attention_head(q, q + dim * L, q + 2 * dim * L, L, head, L, scaling, scratch.data(), ctx + h * head * ld_ctx,
+                     ld_ctx);
+  }
+}
+
+bool HiddenPanel::compute(const KernelTable& k, const GemmParams& lin1, int64_t t0, int64_t width) {
+  const int64_t N1 = lin1.N;
+  hidden.resize(N1 * width), codes.resize(N1 * width), scale.resize(width), zp.resize(width);
+  GemmParams a = lin1;
+  a.gelu = 1;
+  a.residual = nullptr, a.out_u8 = nullptr, a.out_acc = nullptr;
+  a.out_f32 = hidden.data();
+  a.ld = width;
+  a.out_shift = -t0;
+  k.gemm(a, 0, lin1.Np / 4, t0, t0 + width);
+  return k.quantize_per_token(hidden.data(), N1, width, 0, width, scale.data(), zp.data(), codes.data());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> empty_normalized(const at::Tensor& like) {
@@ -47,6 +83,17 @@ bool SublayerTail::run(const KernelTable& k, GemmParams w, const uint8_t* x_code
   copy_rows(normed.data(), L, out.h + t0, out.T, N, L);
   copy_rows(codes.data(), L, out.codes + t0, out.T, N, L);
   return finite;
+}
+
+bool SublayerTail::run_direct(const KernelTable& k, GemmParams w, const uint8_t* x_codes, const float* x_scale,
+                              const int32_t* x_zp, int64_t L, int64_t t0, const float* residual,
+                              const NormalizedOutput& out) {
+  const int64_t N = w.N;
+  w.ld = out.T, w.out_shift = t0, w.gelu = 0;
+  w.residual = residual, w.out_f32 = out.h, w.out_u8 = nullptr, w.out_acc = nullptr;
+  gemm.run(k, w, x_codes, false, x_scale, x_zp, L);
+  k.layer_norm(out.h, N, out.T, t0, t0 + L, out.gamma, out.beta, out.eps, out.h);
+  return k.quantize_per_token(out.h, N, out.T, t0, t0 + L, out.scale, out.zp, out.codes);
 }
 
 }  // namespace fastdistilbert

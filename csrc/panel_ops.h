@@ -28,6 +28,42 @@ struct PanelGemm {
 
   void run(const KernelTable& k, GemmParams p, const uint8_t* codes, bool flip_sign, const float* x_scale,
            const int32_t* x_zp, int64_t L);
+  // run's first half: packs the codes and points p's activations (xp, T, Tp, x_scale, x_zp) at this panel, for
+  // callers that run the GEMM's tokens in several pieces.
+  void pack(const KernelTable& k, GemmParams& p, const uint8_t* codes, bool flip_sign, const float* x_scale,
+            const int32_t* x_zp, int64_t L);
+};
+
+// Tokens per feed-forward block: a multiple of every variant's 4x1 chunk (64 for 512-bit, 32 for 256-bit, 1 for
+// ref). The [ffn_dim, 64] fp32 intermediate (768 KiB at ffn_dim 3072) and its codes stay in L2 (2 MiB per core on
+// the Xeon we measured on). 128-token blocks were 13% faster there for (4,1) weights at 3072 tokens but 20-30%
+// slower for (1,4) weights at 1024 tokens, whose activation panels then leave L2.
+constexpr int64_t kFeedForwardBlock = 64;
+
+// The feed-forward's hidden layer for one block of tokens: GELU(lin1) into a compact [N1][width] panel, and its
+// per-token u8 codes for lin2.
+struct HiddenPanel {
+  std::vector<float> hidden;   // [N1][width] fp32 output of lin1 + GELU
+  std::vector<uint8_t> codes;  // [N1][width] per-token u8 codes of it
+  std::vector<float> scale;    // [width] their per-token scale
+  std::vector<int32_t> zp;     // [width] their per-token zero point
+
+  // Tokens [t0, t0 + width) of `lin1`, whose activations (xp, T, Tp, x_scale, x_zp) are set; t0 a multiple of
+  // kFeedForwardBlock. False when the hidden activations are not finite.
+  bool compute(const KernelTable& k, const GemmParams& lin1, int64_t t0, int64_t width);
+};
+
+// One sequence's self-attention from a compact [K][L] panel of its codes: the QKV projection into an L2-resident
+// [3 dim][L] panel, then every head's fp32 attention into ctx (rows ld_ctx floats apart). `qkv_weight` is the
+// parsed packed QKV weight.
+struct SequenceAttention {
+  std::vector<float> qkv;      // [3 dim][L]
+  std::vector<float> scratch;  // attention_head's panels
+  PanelGemm gemm;
+
+  void run(const KernelTable& k, const GemmParams& qkv_weight, const uint8_t* codes, bool flip_sign,
+           const float* x_scale, const int32_t* x_zp, int64_t L, int64_t n_heads, float scaling, float* ctx,
+           int64_t ld_ctx);
 };
 
 // Where a sublayer ending in LayerNorm writes: h [N][T] fp32, its per-token u8 codes, scale and zero point.
@@ -57,6 +93,10 @@ struct SublayerTail {
 
   bool run(const KernelTable& k, GemmParams w, const uint8_t* x_codes, const float* x_scale, const int32_t* x_zp,
            int64_t L, int64_t t0, const float* residual, const NormalizedOutput& out);
+  // The same straight into `out` (and from `residual`, rows out.T apart), for an `out` that is itself a compact
+  // panel in cache: the GEMM adds the residual into out.h, the LayerNorm runs in place, the codes follow.
+  bool run_direct(const KernelTable& k, GemmParams w, const uint8_t* x_codes, const float* x_scale,
+                  const int32_t* x_zp, int64_t L, int64_t t0, const float* residual, const NormalizedOutput& out);
 };
 
 }  // namespace fastdistilbert

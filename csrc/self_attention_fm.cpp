@@ -21,32 +21,13 @@ int64_t nonempty(at::IntArrayRef lengths) {
   return std::count_if(lengths.begin(), lengths.end(), [](int64_t n) { return n > 0; });
 }
 
-// Q, K, V of one sequence into an L2-resident panel, then every head's attention into ctx (rows ld_ctx apart).
-struct SequenceAttention {
-  std::vector<uint8_t> codes;  // [K][L] the sequence's activation codes
-  std::vector<float> qkv;      // [3 dim][L]
-  std::vector<float> scratch;  // attention_head's panels
-  PanelGemm gemm;
-
-  void run(const KernelTable& k, const GemmParams& p, const Prepared& prep, const uint8_t* x_q, bool flip_sign,
-           int64_t t0, int64_t L, int64_t n_heads, float scaling, float* ctx, int64_t ld_ctx) {
-    const int64_t T = p.T, dim = p.N / 3, head = dim / n_heads;
-    const int64_t Lp = (L + kAttentionPad - 1) / kAttentionPad * kAttentionPad;
-    codes.resize(p.K * L);
-    qkv.resize(p.N * L);
-    scratch.resize((3 * head + L) * Lp);
-    copy_rows(x_q + t0, T, codes.data(), L, p.K, L);
-    GemmParams a = p;
-    a.ld = L, a.out_shift = 0, a.gelu = 0;
-    a.residual = nullptr, a.out_f32 = qkv.data(), a.out_u8 = nullptr, a.out_acc = nullptr;
-    gemm.run(k, a, codes.data(), flip_sign, prep.x_scale.data_ptr<float>() + t0, prep.x_zp.data_ptr<int32_t>() + t0, L);
-    for (int64_t h = 0; h < n_heads; ++h) {
-      const float* q = qkv.data() + h * head * L;
-      k.attention_head(q, q + dim * L, q + 2 * dim * L, L, head, L, scaling, scratch.data(), ctx + h * head * ld_ctx,
-                       ld_ctx);
-    }
-  }
-};
+// A sequence's columns of the [K][T] codes, copied into a compact [K][L] panel for SequenceAttention.
+const uint8_t* sequence_codes(const uint8_t* x_q, int64_t K, int64_t T, int64_t t0, int64_t L) {
+  thread_local std::vector<uint8_t> panel;  // kept between calls
+  panel.resize(K * L);
+  copy_rows(x_q + t0, T, panel.data(), L, K, L);
+  return panel.data();
+}
 
 Prepared prepare_qkv(const KernelTable& k, const at::Tensor& x_q, const at::Tensor& x_scale,
                      const at::Tensor& x_zero_point, const at::Tensor& packed_qkv, int64_t dim, int64_t n_heads,
@@ -82,8 +63,9 @@ at::Tensor self_attention_fm(const at::Tensor& x_q, const at::Tensor& x_scale, c
     thread_local SequenceAttention work;  // kept between calls (no allocation or zero-filling per call)
     for (int64_t s = s0; s < s1; ++s)
       if (lengths[s] > 0)
-        work.run(k, prep.p, prep, codes, flip_sign, first[s], lengths[s], n_heads, float(scaling),
-                 ctx + first[s], T);
+        work.run(k, prep.p, sequence_codes(codes, prep.p.K, T, first[s], lengths[s]), flip_sign,
+                 prep.x_scale.data_ptr<float>() + first[s], prep.x_zp.data_ptr<int32_t>() + first[s], lengths[s],
+                 n_heads, float(scaling), ctx + first[s], T);
   });
   return out;
 }
@@ -129,7 +111,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_block_fm(
       const int64_t L = lengths[s], t0 = first[s];
       if (L == 0) continue;
       ctx.resize(dim * L), c_codes.resize(dim * L), c_scale.resize(L), c_zp.resize(L);
-      attention.run(k, prep.p, prep, codes, false, t0, L, n_heads, float(scaling), ctx.data(), L);
+      attention.run(k, prep.p, sequence_codes(codes, prep.p.K, T, t0, L), false, prep.x_scale.data_ptr<float>() + t0,
+                    prep.x_zp.data_ptr<int32_t>() + t0, L, n_heads, float(scaling), ctx.data(), L);
       if (!k.quantize_per_token(ctx.data(), dim, L, 0, L, c_scale.data(), c_zp.data(), c_codes.data())) {
         bad_context = true;
         continue;

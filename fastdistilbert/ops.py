@@ -231,6 +231,24 @@ def attention_int8_fm(qkv: torch.Tensor, lengths: list[int], n_heads: int, scali
     return torch.ops.fastdistilbert.attention_int8_fm(qkv, list(lengths), n_heads, scaling)
 
 
+def encoder_fm(h: torch.Tensor, packed: list[torch.Tensor], norms: list[torch.Tensor], eps: list[float],
+               lengths: list[int], n_heads: int, scaling: float) -> torch.Tensor:
+    """The whole encoder stack for per-token codes, depth first (csrc/encoder_fm.h): bit-identical to quantizing
+    `h` per token, then for each layer i `attention_block_fm` with `packed[4i : 4i + 2]`, `norms[4i : 4i + 2]`,
+    `eps[2i]` and `feed_forward_block_fm` with `packed[4i + 2 : 4i + 4]`, `norms[4i + 2 : 4i + 4]`, `eps[2i + 1]`.
+    Each thread takes whole sequences through every layer while their activations stay in its cache."""
+    if not warn_if_unavailable():
+        codes = quantize_per_token(h)
+        for i in range(len(packed) // 4):
+            h1, *codes1 = attention_block_fm(*codes, packed[4 * i], packed[4 * i + 1], h, norms[4 * i],
+                                             norms[4 * i + 1], eps[2 * i], lengths, n_heads, scaling)
+            h, *codes = feed_forward_block_fm(*codes1, packed[4 * i + 2], packed[4 * i + 3], h1, norms[4 * i + 2],
+                                              norms[4 * i + 3], eps[2 * i + 1])
+        return h
+    return torch.ops.fastdistilbert.encoder_fm(h, list(packed), list(norms), [float(e) for e in eps], list(lengths),
+                                               n_heads, scaling)
+
+
 def last_isa() -> str:
     """The kernel variant that executed the most recent GEMM in this process ("" before any)."""
     return str(torch.ops.fastdistilbert.last_isa()) if EXTENSION_AVAILABLE else "torch-reference"
@@ -295,6 +313,10 @@ if EXTENSION_AVAILABLE:
     def _(x_q, x_scale, x_zero_point, packed_qkv, packed_out, residual, gamma, beta, eps, dim, lengths, n_heads,
           scaling):
         return _normalized_with_codes(residual)
+
+    @torch.library.register_fake("fastdistilbert::encoder_fm")
+    def _(h, packed, norms, eps, lengths, n_heads, scaling):
+        return torch.empty_like(h)
 
     @torch.library.register_fake("fastdistilbert::layer_norm_fm")
     def _(x, gamma, beta, eps):

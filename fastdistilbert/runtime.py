@@ -12,10 +12,12 @@ left with one scatter; in between, every Linear is a fused INT8 op:
     ff   = linear(h1, W_lin1, gelu)              GELU fused into the epilogue
     h    = LayerNorm(linear(ff, W_lin2) + h1)    residual fused into the epilogue
 
-With per-token (dynamic) activation scales and fp32 attention, the first three lines run as one op, sequence by
-sequence (csrc/self_attention_fm.cpp), and the last two (with the LayerNorm, unless it is the encoder's last) as one
-op, 64 tokens at a time (csrc/feed_forward_fm.cpp), so the intermediates between them stay in the cache. Every
-fused op gives the bits of the unfused kernels.
+With per-token (dynamic) activation scales and fp32 attention, the whole stack is one op (csrc/encoder_fm.h):
+each thread takes whole sequences through every layer in panels that stay in its cache (with fewer sequences than
+threads, it runs the layer ops below, which split rows across threads). Layer by layer, the first three lines run
+as one op, sequence by sequence (csrc/self_attention_fm.cpp), and the last two (with the LayerNorm) as one op, 64
+tokens at a time (csrc/feed_forward_fm.cpp), so the intermediates between them stay in the cache. Every fused op
+gives the bits of the unfused kernels.
 
 Position ids follow HF: a token's position is its column in the padded input, whatever the padding side.
 Hidden states at padding positions are returned as zeros.
@@ -172,6 +174,23 @@ def layer_norm_feature_major(x: torch.Tensor, norm: torch.nn.LayerNorm, consumer
     return ops.layer_norm_fm(x, weight, bias, norm.eps), None
 
 
+def whole_encoder_arguments(model, layers: list[tuple]) -> tuple | None:
+    """(packed, norms, eps) of `ops.encoder_fm` for the (block, LayerKernels) pairs, or None when the model needs
+    the layer-by-layer path: a calibrated Linear (static input scale) or INT8 attention."""
+    if getattr(model, "int8_attention", False):
+        return None
+    packed, norms, eps = [], [], []
+    for block, kernels in layers:
+        linears = (kernels.qkv, kernels.out, kernels.lin1, kernels.lin2)
+        if any(kernel.input_scale is not None for kernel in linears):
+            return None
+        packed += [kernel.packed for kernel in linears]
+        for norm in (block.sa_layer_norm, block.output_layer_norm):
+            norms += [norm.weight.detach(), norm.bias.detach()]
+            eps.append(norm.eps)
+    return packed, norms, eps
+
+
 def packed_tokens(attention_mask: torch.Tensor):
     """(flat indices of the real tokens in row-major order, per-sequence lengths)."""
     mask = attention_mask.to(torch.bool)
@@ -199,6 +218,10 @@ def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     config = model.config
     scaling = (config.dim // config.n_heads) ** -0.5
     layers = list(zip(model.transformer.layer, model.int8_kernels()))
+    whole = whole_encoder_arguments(model, layers)
+    if whole is not None:  # one op, each sequence through every layer while it stays in cache
+        h = ops.encoder_fm(h, *whole, lengths, config.n_heads, scaling)
+        layers = []
     codes = None  # per-token INT8 codes of h, made by the LayerNorm that produced it
     int8_attention = getattr(model, "int8_attention", False)
     for i, (block, kernels) in enumerate(layers):

@@ -1,5 +1,6 @@
-"""The runtime's fused ops (self-attention, feed-forward, and the static path's requantizing epilogue) give the
-same bits as running each Linear as its own kernel, for dynamic and calibrated (static) models, dense and sparse."""
+"""The runtime's fused ops (the whole encoder in one op, self-attention, feed-forward, and the static path's
+requantizing epilogue) give the same bits as running each Linear as its own kernel, for dynamic and calibrated
+(static) models, dense and sparse."""
 import pytest
 import torch
 
@@ -53,6 +54,7 @@ def test_fused_runtime_is_the_unfused_kernels_exactly(static, sparse, n_threads,
     assert {r["activations"] for r in model.kernel_report()} == {"static" if static else "dynamic"}
     with threads(n_threads), torch.inference_mode():
         fused = model(**batch)
+        monkeypatch.setattr(runtime, "whole_encoder_arguments", lambda model, layers: None)
         monkeypatch.setattr(runtime.LayerKernels, "attention_block", unfused_attention_block)
         monkeypatch.setattr(runtime.LayerKernels, "self_attention", unfused_self_attention)
         monkeypatch.setattr(runtime.LayerKernels, "feed_forward", unfused_feed_forward)
@@ -60,3 +62,18 @@ def test_fused_runtime_is_the_unfused_kernels_exactly(static, sparse, n_threads,
         unfused = model(**batch)
     assert torch.equal(fused.start_logits, unfused.start_logits)
     assert torch.equal(fused.end_logits, unfused.end_logits)
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_dynamic_models_run_the_whole_encoder_as_one_op(static, monkeypatch):
+    """Per-token (dynamic) models run ops.encoder_fm; calibrated models and INT8 attention keep the layer path."""
+    model, batch = model_and_batch(static, sparse=True)
+    calls = []
+    real = ops.encoder_fm
+    monkeypatch.setattr(ops, "encoder_fm", lambda *args: calls.append(len(args[1])) or real(*args))
+    with torch.inference_mode():
+        model(**batch)
+        assert calls == ([] if static else [4 * model.config.n_layers])
+        model.distilbert.int8_attention = True
+        model(**batch)
+    assert len(calls) == (0 if static else 1)

@@ -1,0 +1,183 @@
+#include "encoder_fm.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <numeric>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "attention_fm.h"
+#include "dispatch.h"
+#include "feed_forward_fm.h"
+#include "gemm_ops.h"
+#include "layer_norm_fm.h"
+#include "packed_weight.h"
+#include "panel_ops.h"
+#include "self_attention_fm.h"
+
+namespace fastdistilbert {
+namespace {
+
+// One layer's parsed weights and LayerNorm parameters.
+struct Layer {
+  GemmParams qkv, out, lin1, lin2;
+  const float *sa_gamma, *sa_beta, *out_gamma, *out_beta;
+  double sa_eps, out_eps;
+};
+
+std::vector<Layer> parse_layers(const at::Tensor& h, at::TensorList packed, at::TensorList norms,
+                                at::ArrayRef<double> eps, int64_t n_heads, const char* op) {
+  TORCH_CHECK(h.scalar_type() == at::kFloat && h.dim() == 2 && h.is_contiguous(), op,
+              ": h must be a contiguous float32 [dim, tokens] tensor, got ", h.scalar_type(), " ", h.sizes());
+  const int64_t dim = h.size(0), n = int64_t(packed.size()) / 4;
+  TORCH_CHECK(n > 0 && int64_t(packed.size()) == 4 * n, op,
+              ": packed must hold 4 weights per layer (qkv, out, lin1, lin2), got ", packed.size());
+  TORCH_CHECK(int64_t(norms.size()) == 4 * n, op, ": norms must hold 4 tensors per layer (the attention and output ",
+              "LayerNorms' weight and bias): ", 4 * n, " for ", n, " layers, got ", norms.size());
+  TORCH_CHECK(int64_t(eps.size()) == 2 * n, op, ": eps must hold 2 values per layer: ", 2 * n, " for ", n,
+              " layers, got ", eps.size());
+  TORCH_CHECK(n_heads > 0 && dim % n_heads == 0, op, ": dim = ", dim, " is not divisible by n_heads = ", n_heads);
+  std::vector<Layer> layers(n);
+  for (int64_t i = 0; i < n; ++i) {
+    Layer& l = layers[i];
+    GemmParams* weights[4] = {&l.qkv, &l.out, &l.lin1, &l.lin2};
+    for (int j = 0; j < 4; ++j) {
+      *weights[j] = GemmParams{};
+      parse_packed_weight(packed[4 * i + j], *weights[j], op);
+    }
+    TORCH_CHECK(l.qkv.K == dim && l.qkv.N == 3 * dim, op, ": layer ", i, "'s QKV weight is ", l.qkv.N, " x ",
+                l.qkv.K, ", not 3 dim x dim = ", 3 * dim, " x ", dim);
+    TORCH_CHECK(l.out.K == dim && l.out.N == dim, op, ": layer ", i, "'s output projection is ", l.out.N, " x ",
+                l.out.K, ", not dim x dim = ", dim, " x ", dim);
+    TORCH_CHECK(l.lin1.K == dim && l.lin2.N == dim && l.lin2.K == l.lin1.N, op, ": layer ", i,
+                "'s feed-forward weights are ", l.lin1.N, " x ", l.lin1.K, " and ", l.lin2.N, " x ", l.lin2.K,
+                ", not ffn_dim x dim and dim x ffn_dim with dim = ", dim);
+    check_layer_norm_args(op, h, norms[4 * i], norms[4 * i + 1], eps[2 * i]);
+    check_layer_norm_args(op, h, norms[4 * i + 2], norms[4 * i + 3], eps[2 * i + 1]);
+    l.sa_gamma = norms[4 * i].data_ptr<float>(), l.sa_beta = norms[4 * i + 1].data_ptr<float>();
+    l.out_gamma = norms[4 * i + 2].data_ptr<float>(), l.out_beta = norms[4 * i + 3].data_ptr<float>();
+    l.sa_eps = eps[2 * i], l.out_eps = eps[2 * i + 1];
+  }
+  return layers;
+}
+
+// One sequence's activations [dim][L] and their per-token codes.
+struct Panel {
+  std::vector<float> h, scale;
+  std::vector<uint8_t> codes;
+  std::vector<int32_t> zp;
+
+  void resize(int64_t dim, int64_t L) { h.resize(dim * L), codes.resize(dim * L), scale.resize(L), zp.resize(L); }
+  bool quantize(const KernelTable& k, int64_t dim, int64_t L) {
+    return k.quantize_per_token(h.data(), dim, L, 0, L, scale.data(), zp.data(), codes.data());
+  }
+  NormalizedOutput target(int64_t L, const float* gamma, const float* beta, double eps) {
+    return {h.data(), codes.data(), scale.data(), zp.data(), L, gamma, beta, eps};
+  }
+};
+
+// What went wrong in one sequence: the layer and the activations that were not finite (what == nullptr: fine).
+struct Failure {
+  int64_t layer = -1;
+  const char* what = nullptr;
+};
+
+// Per-thread scratch for one sequence at a time, kept between calls (no allocation or page faults per call).
+struct SequenceEncoder {
+  Panel x;        // a layer's input; its feed-forward sublayer writes the layer's output here
+  Panel x1;       // the attention sublayer's output
+  Panel context;  // the attention context and its codes
+  SequenceAttention attention;
+  SublayerTail tail;
+  PanelGemm lin1;
+  HiddenPanel hidden;
+
+  // Every layer on columns [t0, t0 + L) of h_in [dim][T], the result into the same columns of h_out.
+  Failure run(const KernelTable& k, const std::vector<Layer>& layers, int64_t n_heads, float scaling,
+              const float* h_in, float* h_out, int64_t T, int64_t t0, int64_t L) {
+    const int64_t dim = layers[0].out.N;
+    x.resize(dim, L), x1.resize(dim, L), context.resize(dim, L);
+    copy_rows(h_in + t0, T, x.h.data(), L, dim, L);
+    if (!x.quantize(k, dim, L)) return {0, "the input"};
+    for (int64_t i = 0; i < int64_t(layers.size()); ++i) {
+      const Layer& w = layers[i];
+      attention.run(k, w.qkv, x.codes.data(), false, x.scale.data(), x.zp.data(), L, n_heads, scaling,
+                    context.h.data(), L);
+      if (!context.quantize(k, dim, L)) return {i, "the attention context"};
+      if (!tail.run_direct(k, w.out, context.codes.data(), context.scale.data(), context.zp.data(), L, 0, x.h.data(),
+                           x1.target(L, w.sa_gamma, w.sa_beta, w.sa_eps)))
+        return {i, "the attention sublayer's normalized output"};
+      GemmParams p1 = w.lin1;
+      lin1.pack(k, p1, x1.codes.data(), false, x1.scale.data(), x1.zp.data(), L);
+      for (int64_t b = 0; b < L; b += kFeedForwardBlock) {
+        const int64_t width = std::min(kFeedForwardBlock, L - b);
+        if (!hidden.compute(k, p1, b, width)) return {i, "the first feed-forward linear's output"};
+        if (!tail.run_direct(k, w.lin2, hidden.codes.data(), hidden.scale.data(), hidden.zp.data(), width, b,
+                             x1.h.data(), x.target(L, w.out_gamma, w.out_beta, w.out_eps)))
+          return {i, "the feed-forward sublayer's normalized output"};
+      }
+    }
+    copy_rows(x.h.data(), L, h_out + t0, T, dim, L);
+    return {};
+  }
+};
+
+// The reference order of encoder_fm, op by op (each splits its rows or tokens across the threads).
+at::Tensor layer_by_layer(const at::Tensor& h, at::TensorList packed, at::TensorList norms, at::ArrayRef<double> eps,
+                          at::IntArrayRef lengths, int64_t n_heads, double scaling) {
+  auto [q, scale, zp] = quantize_per_token(h);
+  at::Tensor x = h;
+  for (int64_t i = 0; i < int64_t(packed.size()) / 4; ++i) {
+    auto [h1, q1, scale1, zp1] = attention_block_fm(q, scale, zp, packed[4 * i], packed[4 * i + 1], x, norms[4 * i],
+                                                    norms[4 * i + 1], eps[2 * i], h.size(0), lengths, n_heads,
+                                                    scaling);
+    std::tie(x, q, scale, zp) = feed_forward_block_fm(q1, scale1, zp1, packed[4 * i + 2], packed[4 * i + 3], h1,
+                                                      norms[4 * i + 2], norms[4 * i + 3], eps[2 * i + 1]);
+  }
+  return x;
+}
+
+}  // namespace
+
+at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList norms, at::ArrayRef<double> eps,
+                      at::IntArrayRef lengths, int64_t n_heads, double scaling) {
+  const char* op = "encoder_fm";
+  const KernelTable& k = active_kernels();
+  const std::vector<Layer> layers = parse_layers(h, packed, norms, eps, n_heads, op);
+  const int64_t dim = h.size(0), T = h.size(1);
+  const std::vector<int64_t> first = sequence_starts(op, lengths, T, "h");
+  TORCH_INTERNAL_ASSERT(kFeedForwardBlock % k.token_align(k4x1) == 0);
+  // Longest first, each thread taking the next sequence when it is free: unequal lengths balance.
+  std::vector<int64_t> order;
+  for (int64_t s = 0; s < int64_t(lengths.size()); ++s)
+    if (lengths[s] > 0) order.push_back(s);
+  if (int64_t(order.size()) < at::get_num_threads())
+    return T == 0 ? new_output(dim, 0, at::kFloat) : layer_by_layer(h, packed, norms, eps, lengths, n_heads, scaling);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
+  note_last_isa(k);
+  at::Tensor out = new_output(dim, T, at::kFloat);
+  std::atomic<int64_t> next{0};
+  std::mutex failed;
+  std::string error;
+  at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
+    thread_local SequenceEncoder encoder;
+    for (int64_t i = next++; i < int64_t(order.size()); i = next++) {
+      const int64_t s = order[i];
+      const Failure f = encoder.run(k, layers, n_heads, float(scaling), h.data_ptr<float>(), out.data_ptr<float>(),
+                                    T, first[s], lengths[s]);
+      if (f.what == nullptr) continue;
+      std::lock_guard<std::mutex> lock(failed);
+      if (error.empty())
+        error = std::string(f.what) + " of layer " + std::to_string(f.layer) + " contains NaN or Inf (in sequence " +
+                std::to_string(s) + "); the input must be finite";
+    }
+  });
+  TORCH_CHECK(error.empty(), op, ": ", error);
+  return out;
+}
+
+}  // namespace fastdistilbert

@@ -1,0 +1,22 @@
+// The whole encoder stack as one op, for per-token (dynamic) activation codes, on feature-major activations:
+//   encoder_fm(h, packed, norms, eps, lengths, n_heads, scaling) == the layer-by-layer ops
+//     codes = quantize_per_token(h)
+//     for each layer i:  h1, codes1 = attention_block_fm(codes, packed[4i], packed[4i + 1], residual=h,
+//                                                        norms[4i], norms[4i + 1], eps[2i], ...)
+//                        h, codes  = feed_forward_block_fm(codes1, packed[4i + 2], packed[4i + 3], residual=h1,
+//                                                          norms[4i + 2], norms[4i + 3], eps[2i + 1])
+//     -> h  [dim, tokens]
+// computed depth first: each thread takes a whole sequence through every layer in compact [dim, length] panels
+// that stay in its L2, so the activations cross memory twice per forward (in and out) instead of in every
+// sublayer, where the [dim, tokens] tensors' power-of-two row strides also made every panel copy slow.
+// Bit-identical to the layer-by-layer ops: everything is per token except attention, which is per sequence in
+// both. With fewer sequences than threads it runs those ops themselves (they split rows across threads).
+#pragma once
+#include <ATen/ATen.h>
+
+namespace fastdistilbert {
+
+at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList norms, at::ArrayRef<double> eps,
+                      at::IntArrayRef lengths, int64_t n_heads, double scaling);
+
+}  // namespace fastdistilbert

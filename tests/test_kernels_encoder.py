@@ -1,0 +1,107 @@
+"""The whole-encoder op (every layer, depth first: each thread takes whole sequences through all layers in cached
+panels) against the layer-by-layer ops it replaces: bit-identical on every ISA, pattern, sequence mix and thread
+count, with clear errors for bad input."""
+import pytest
+import torch
+
+from fastdistilbert import ops
+from test_kernels_support import AVAILABLE_ISAS, PATTERNS, forced_isa, output_sentinel, threads, weight_with_zeros
+
+pytestmark = pytest.mark.skipif(not ops.EXTENSION_AVAILABLE, reason="C++ extension not built")
+
+DIM, HEADS, FFN, LAYERS = 40, 4, 136, 2  # head size 10, padded row groups, feed-forward blocks with tails
+SEQUENCES = [[5], [64, 1], [3, 0, 70, 17, 64, 9], [130, 129, 2]]
+
+
+def encoder_case(pattern: str, lengths: list[int], seed: int = 0):
+    """(h, packed, norms, eps) of a random LAYERS-layer encoder whose weights follow `pattern`."""
+    density = 1.0 if pattern == "dense" else 0.3
+    packed, norms, eps = [], [], []
+    g = torch.Generator().manual_seed(seed)
+    for layer in range(LAYERS):
+        for i, (n, k) in enumerate([(3 * DIM, DIM), (DIM, DIM), (FFN, DIM), (DIM, FFN)]):
+            w, s, b = weight_with_zeros(n, k, density, pattern, seed + 10 * layer + i)
+            packed.append(ops.pack_weight(w, s * 0.05, b, pattern))
+        for _ in range(2):
+            norms += [1 + 0.2 * torch.randn(DIM, generator=g), 0.1 * torch.randn(DIM, generator=g)]
+        eps += [1e-12, 1e-5]
+    h = torch.randn(DIM, sum(lengths), generator=g)
+    return h, packed, norms, eps
+
+
+def layer_by_layer(h, packed, norms, eps, lengths):
+    codes = ops.quantize_per_token(h)
+    for i in range(LAYERS):
+        h1, *codes1 = ops.attention_block_fm(*codes, packed[4 * i], packed[4 * i + 1], h, norms[4 * i],
+                                             norms[4 * i + 1], eps[2 * i], lengths, HEADS, 0.3)
+        h, *codes = ops.feed_forward_block_fm(*codes1, packed[4 * i + 2], packed[4 * i + 3], h1, norms[4 * i + 2],
+                                              norms[4 * i + 3], eps[2 * i + 1])
+    return h
+
+
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("lengths", SEQUENCES)
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_encoder_is_the_layer_by_layer_ops_exactly(isa, pattern, lengths, n_threads):
+    h, packed, norms, eps = encoder_case(pattern, lengths)
+    with threads(n_threads), forced_isa(isa), output_sentinel(0x7F):
+        whole = ops.encoder_fm(h, packed, norms, eps, lengths, HEADS, 0.3)
+        assert ops.last_isa() == isa
+        want = layer_by_layer(h, packed, norms, eps, lengths)
+    assert torch.equal(whole, want)
+
+
+def test_encoder_balances_unequal_sequences_over_threads():
+    """Longest first, each thread taking the next free sequence: the order and split never change the result."""
+    lengths = [1, 200, 3, 0, 90, 64, 7, 130]
+    h, packed, norms, eps = encoder_case("4x1", lengths, seed=4)
+    results = []
+    for n_threads in (1, 2, 3):
+        with threads(n_threads):
+            results.append(ops.encoder_fm(h, packed, norms, eps, lengths, HEADS, 0.3))
+    assert all(torch.equal(results[0], r) for r in results[1:])
+    assert torch.equal(results[0], layer_by_layer(h, packed, norms, eps, lengths))
+
+
+def test_encoder_opcheck():
+    lengths = [7, 30, 2]
+    h, packed, norms, eps = encoder_case("4x1", lengths)
+    torch.library.opcheck(torch.ops.fastdistilbert.encoder_fm.default, (h, packed, norms, eps, lengths, HEADS, 0.3))
+
+
+def test_encoder_bad_input():
+    lengths = [7, 30, 2]
+    h, packed, norms, eps = encoder_case("dense", lengths)
+
+    def call(**kw):
+        args = dict(h=h, packed=packed, norms=norms, eps=eps, lengths=lengths, n_heads=HEADS, scaling=0.3)
+        return ops.encoder_fm(**{**args, **kw})
+
+    with pytest.raises(RuntimeError, match=r"packed must hold 4 weights per layer .* got 7"):
+        call(packed=packed[:7])
+    with pytest.raises(RuntimeError, match="norms must hold 4 tensors per layer .*: 8 for 2 layers, got 6"):
+        call(norms=norms[:6])
+    with pytest.raises(RuntimeError, match="eps must hold 2 values per layer: 4 for 2 layers, got 3"):
+        call(eps=eps[:3])
+    with pytest.raises(RuntimeError, match="layer 1's output projection is 136 x 40, not dim x dim = 40 x 40"):
+        call(packed=packed[:5] + [packed[6]] + packed[6:])
+    with pytest.raises(RuntimeError, match="layer 0's feed-forward weights are 40 x 136 and 136 x 40"):
+        call(packed=packed[:2] + [packed[3], packed[2]] + packed[4:])
+    with pytest.raises(RuntimeError, match="layer 0's QKV weight is 40 x 40, not 3 dim x dim = 120 x 40"):
+        call(packed=[packed[1]] + packed[1:])
+    with pytest.raises(RuntimeError, match="gamma and beta must be contiguous float32 \\[40\\]"):
+        call(norms=norms[:3] + [norms[3][:39]] + norms[4:])
+    with pytest.raises(RuntimeError, match="not divisible by n_heads = 3"):
+        call(n_heads=3)
+    with pytest.raises(RuntimeError, match="add up to 38 but h has 39 tokens"):
+        call(lengths=[7, 30, 1])
+    with pytest.raises(RuntimeError, match=r"h must be a contiguous float32 \[dim, tokens\] tensor"):
+        call(h=h.double())
+    with pytest.raises(RuntimeError, match="FDBWPACK|magic"):
+        call(packed=[torch.zeros(256, dtype=torch.uint8)] + packed[1:])
+    bad = h.clone()
+    bad[3, 20] = float("nan")
+    for n_threads in (1, 2):
+        with threads(n_threads), pytest.raises(RuntimeError, match="NaN or Inf"):
+            call(h=bad)
