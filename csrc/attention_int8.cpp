@@ -23,133 +23,56 @@
 #include "panel_ops.h"
 
 namespace fastdistilbert {
+
 namespace {
 
-inline float round_half_even(float v) { return (v + 0x1.8p23f) - 0x1.8p23f; }  // exact for |v| < 2^22
-
-// clamp(rne(v), -127, 127) as s8.
-inline int8_t symmetric_code(float v) {
-  float c = round_half_even(v);
-  c = c > 127.0f ? 127.0f : c;
-  c = c < -127.0f ? -127.0f : c;
-  return int8_t(int32_t(c));
-}
-
-// A dense INT8 weight in the kernels' tile layout, made from W[n][k] = src(n, k).
-struct DenseWeight {
-  int64_t N = 0, K = 0, Np = 0, Kp = 0;
-  std::vector<int8_t> tiles;  // [Np/4][Kp/4][4 rows][4 k]
-  std::vector<float> scale;   // [Np]
-  std::vector<int32_t> wsum;  // [Np]
-
-  // src is a compact row-major [A][B] fp32 block; W = src (N = A) or its transpose (N = B). False (W
-  // unspecified) when src holds a NaN or Inf. Every pass but the tile copy runs along src's rows with no
-  // branches, so the compiler vectorizes it.
-  bool quantize(const float* src, int64_t A, int64_t B, bool transpose, float extra_scale) {
-    N = transpose ? B : A;
-    K = transpose ? A : B;
-    Np = (N + 3) / 4 * 4;
-    Kp = (K + 3) / 4 * 4;
-    // Largest |x| of each row of W as bits: for non-negative floats the integer order is the float order,
-    // and every NaN or Inf is >= the bits of +Inf.
-    amax_bits.assign(N, 0);
-    for (int64_t i = 0; i < A; ++i) {
-      const uint32_t* row = reinterpret_cast<const uint32_t*>(src + i * B);
-      if (transpose) {
-        for (int64_t j = 0; j < B; ++j) amax_bits[j] = std::max(amax_bits[j], row[j] & 0x7fffffffu);
-      } else {
-        uint32_t m = 0;
-        for (int64_t j = 0; j < B; ++j) m = std::max(m, row[j] & 0x7fffffffu);
-        amax_bits[i] = m;
-      }
-    }
-    scale.assign(Np, 1.0f);
-    inv.assign(N, 1.0f);
-    for (int64_t n = 0; n < N; ++n) {
-      if (amax_bits[n] >= 0x7f800000u) return false;
-      float amax;
-      std::memcpy(&amax, &amax_bits[n], 4);
-      if (amax > 0.0f) {
-        inv[n] = 127.0f / amax;
-        scale[n] = amax / 127.0f * extra_scale;
-      } else {
-        scale[n] = 1.0f * extra_scale;
-      }
-    }
-    // Codes in src's layout, then each W row's sum (raw pointers: the loops must vectorize).
-    codes.resize(A * B);
-    const float* row_inv = inv.data();
-    for (int64_t i = 0; i < A; ++i) {
-      const float* in = src + i * B;
-      int8_t* out = codes.data() + i * B;
-      if (transpose) {
-        for (int64_t j = 0; j < B; ++j) out[j] = symmetric_code(in[j] * row_inv[j]);
-      } else {
-        const float f = row_inv[i];
-        for (int64_t j = 0; j < B; ++j) out[j] = symmetric_code(in[j] * f);
-      }
-    }
-    wsum.assign(Np, 0);
-    int32_t* sums = wsum.data();
-    for (int64_t i = 0; i < A; ++i) {
-      const int8_t* c = codes.data() + i * B;
-      if (transpose) {
-        for (int64_t j = 0; j < B; ++j) sums[j] += c[j];
-      } else {
-        int32_t sum = 0;
-        for (int64_t j = 0; j < B; ++j) sum += c[j];
-        sums[i] = sum;
-      }
-    }
-    // Tiles: W[n][4 kg .. 4 kg + 3] is one dword of tile (n / 4, kg).
-    tiles.assign(Np * Kp, 0);
-    const int64_t KG = Kp / 4;
-    for (int64_t n = 0; n < N; ++n) {
-      int8_t* dst = tiles.data() + (n / 4) * KG * 16 + (n % 4) * 4;
-      if (!transpose) {
-        for (int64_t kg = 0; kg < KG; ++kg)
-          std::memcpy(dst + kg * 16, &codes[n * B + 4 * kg], std::min<int64_t>(4, K - 4 * kg));
-      } else {
-        for (int64_t k = 0; k < K; ++k) dst[(k / 4) * 16 + k % 4] = codes[k * B + n];
-      }
-    }
-    return true;
-  }
-
- private:
-  std::vector<uint32_t> amax_bits;
-  std::vector<float> inv;
-  std::vector<int8_t> codes;
-};
-
-// out[N][T] (fp32, row stride T) = W x codes[K][T] with per-token scale / zero point, through the variant.
-void int8_gemm(const KernelTable& k, const DenseWeight& w, const uint8_t* codes, const float* x_scale,
-               const int32_t* x_zp, int64_t T, float* out, PanelGemm& gemm) {
+// out[N][T] (fp32, rows ld apart) = W x codes[K][T] with per-token scale / zero point, through the variant.
+void int8_gemm(const KernelTable& k, const Int8HeadAttention::Weight& w, const uint8_t* codes, const float* x_scale,
+               const int32_t* x_zp, int64_t T, float* out, int64_t ld, PanelGemm& gemm) {
   GemmParams p{};
   p.pattern = kDense;
   p.N = w.N, p.K = w.K, p.Np = w.Np, p.Kp = w.Kp;
   p.dense = w.tiles.data();
   p.w_scale = w.scale.data();
   p.wsum = w.wsum.data();
-  p.ld = T;
+  p.ld = ld;
   p.out_f32 = out;
   gemm.run(k, p, codes, false, x_scale, x_zp, T);
 }
 
-struct Codes {
-  std::vector<uint8_t> q;
-  std::vector<float> scale;
-  std::vector<int32_t> zp;
-};
+}  // namespace
 
-bool quantize_tokens(const KernelTable& k, const float* x, int64_t K, int64_t T, Codes& c) {
-  c.q.resize(K * T);
-  c.scale.resize(T);
-  c.zp.resize(T);
-  return k.quantize_per_token(x, K, T, 0, T, c.scale.data(), c.zp.data(), c.q.data());
+bool Int8HeadAttention::Weight::quantize(const KernelTable& k, const float* src, int64_t A, int64_t B, bool transpose,
+                                         float extra_scale) {
+  N = transpose ? B : A;
+  K = transpose ? A : B;
+  Np = (N + 3) / 4 * 4;
+  Kp = (K + 3) / 4 * 4;
+  tiles.resize(Np * Kp), scale.resize(Np), wsum.resize(Np), codes.resize(A * B), inv.resize(N);
+  return k.pack_symmetric(src, B, A, B, transpose, extra_scale, codes.data(), inv.data(), tiles.data(), scale.data(),
+                          wsum.data());
 }
 
-}  // namespace
+bool Int8HeadAttention::run(const KernelTable& k, const float* q, const float* keys_fm, const float* values_fm,
+                            int64_t head, int64_t n, float scaling, float* ctx, int64_t ld_ctx) {
+  q_codes.resize(head * n), q_scale.resize(n), q_zp.resize(n);
+  if (!k.quantize_per_token(q, head, n, 0, n, q_scale.data(), q_zp.data(), q_codes.data()) ||
+      !keys.quantize(k, keys_fm, head, n, /*transpose=*/true, scaling))
+    return false;
+  scores.resize(n * n);
+  int8_gemm(k, keys, q_codes.data(), q_scale.data(), q_zp.data(), n, scores.data(), n, gemm);
+  p_codes.resize(n * n), p_scale.resize(n), sums.resize(n);
+  p_zp.assign(n, 0);
+  k.softmax_codes(scores.data(), n, n, 0, n, p_codes.data(), sums.data());
+  bool scores_finite = true;
+  for (int64_t i = 0; i < n; ++i) {
+    scores_finite &= sums[i] > 0;  // a query's largest score gives code 255 unless it overflowed to Inf
+    p_scale[i] = 1.0f / float(sums[i]);
+  }
+  if (!scores_finite || !values.quantize(k, values_fm, head, n, /*transpose=*/false, 1.0f)) return false;
+  int8_gemm(k, values, p_codes.data(), p_scale.data(), p_zp.data(), n, ctx, ld_ctx, gemm);
+  return true;
+}
 
 at::Tensor attention_int8_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t n_heads, double scaling) {
   const char* op = "attention_int8_fm";
@@ -161,53 +84,21 @@ at::Tensor attention_int8_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int
   const KernelTable& k = active_kernels();
   std::atomic<bool> finite{true};
   at::parallel_for(0, int64_t(lengths.size()) * n_heads, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> q, keys_fm, values_fm, scores, ctx;
-    std::vector<int32_t> sums;
-    Codes qc, pc;
-    DenseWeight keys, values;
-    PanelGemm gemm;
+    thread_local std::vector<float> blocks;  // Q, K and V of one head as compact [head, n] blocks
+    thread_local Int8HeadAttention attention;
     for (int64_t item = b; item < e; ++item) {
       const int64_t s = item / n_heads, h = item % n_heads, n = lengths[s];
       if (n == 0) continue;
-      // Q, K and V as compact [head, n] blocks.
-      auto compact = [&](int64_t part, std::vector<float>& dst_block) {
-        dst_block.resize(head * n);
-        copy_rows(src + (part * dim + h * head) * T + first[s], T, dst_block.data(), n, head, n);
-      };
-      compact(0, q);
-      compact(1, keys_fm);
-      compact(2, values_fm);
-      if (!quantize_tokens(k, q.data(), head, n, qc) ||
-          !keys.quantize(keys_fm.data(), head, n, /*transpose=*/true, float(scaling))) {
+      blocks.resize(3 * head * n);
+      for (int64_t part = 0; part < 3; ++part)
+        copy_rows(src + (part * dim + h * head) * T + first[s], T, blocks.data() + part * head * n, n, head, n);
+      if (!attention.run(k, blocks.data(), blocks.data() + head * n, blocks.data() + 2 * head * n, head, n,
+                         float(scaling), dst + h * head * T + first[s], T))
         finite = false;
-        continue;
-      }
-      scores.resize(n * n);
-      int8_gemm(k, keys, qc.q.data(), qc.scale.data(), qc.zp.data(), n, scores.data(), gemm);
-      pc.q.resize(n * n);
-      pc.zp.assign(n, 0);
-      sums.resize(n);
-      k.softmax_codes(scores.data(), n, n, 0, n, pc.q.data(), sums.data());
-      pc.scale.resize(n);
-      bool scores_finite = true;
-      for (int64_t i = 0; i < n; ++i) {
-        scores_finite &= sums[i] > 0;  // a query's largest score gives code 255 unless it overflowed to Inf
-        pc.scale[i] = 1.0f / float(sums[i]);
-      }
-      if (!scores_finite) {
-        finite = false;
-        continue;
-      }
-      if (!values.quantize(values_fm.data(), head, n, /*transpose=*/false, 1.0f)) {
-        finite = false;
-        continue;
-      }
-      ctx.resize(head * n);
-      int8_gemm(k, values, pc.q.data(), pc.scale.data(), pc.zp.data(), n, ctx.data(), gemm);
-      copy_rows(ctx.data(), n, dst + h * head * T + first[s], T, head, n);
     }
   });
-  TORCH_CHECK(finite.load(), op, ": Q, K or V contain NaN or Inf, or the attention scores overflow; activations must be finite");
+  TORCH_CHECK(finite.load(), op,
+              ": Q, K or V contain NaN or Inf, or the attention scores overflow; activations must be finite");
   return out;
 }
 

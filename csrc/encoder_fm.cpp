@@ -98,15 +98,16 @@ struct SequenceEncoder {
 
   // Every layer on columns [t0, t0 + L) of h_in [dim][T], the result into the same columns of h_out.
   Failure run(const KernelTable& k, const std::vector<Layer>& layers, int64_t n_heads, float scaling,
-              const float* h_in, float* h_out, int64_t T, int64_t t0, int64_t L) {
+              bool int8_attention, const float* h_in, float* h_out, int64_t T, int64_t t0, int64_t L) {
     const int64_t dim = layers[0].out.N;
     x.resize(dim, L), x1.resize(dim, L), context.resize(dim, L);
     copy_rows(h_in + t0, T, x.h.data(), L, dim, L);
     if (!x.quantize(k, dim, L)) return {0, "the input"};
     for (int64_t i = 0; i < int64_t(layers.size()); ++i) {
       const Layer& w = layers[i];
-      attention.run(k, w.qkv, x.codes.data(), false, x.scale.data(), x.zp.data(), L, n_heads, scaling,
-                    context.h.data(), L);
+      if (!attention.run(k, w.qkv, x.codes.data(), false, x.scale.data(), x.zp.data(), L, n_heads, scaling,
+                         context.h.data(), L, int8_attention))
+        return {i, "Q, K or V (or the INT8 attention scores)"};
       if (!context.quantize(k, dim, L)) return {i, "the attention context"};
       if (!tail.run_direct(k, w.out, context.codes.data(), context.scale.data(), context.zp.data(), L, 0, x.h.data(),
                            x1.target(L, w.sa_gamma, w.sa_beta, w.sa_eps)))
@@ -128,13 +129,23 @@ struct SequenceEncoder {
 
 // The reference order of encoder_fm, op by op (each splits its rows or tokens across the threads).
 at::Tensor layer_by_layer(const at::Tensor& h, at::TensorList packed, at::TensorList norms, at::ArrayRef<double> eps,
-                          at::IntArrayRef lengths, int64_t n_heads, double scaling) {
+                          at::IntArrayRef lengths, int64_t n_heads, double scaling, bool int8_attention) {
+  const int64_t dim = h.size(0);
   auto [q, scale, zp] = quantize_per_token(h);
   at::Tensor x = h;
   for (int64_t i = 0; i < int64_t(packed.size()) / 4; ++i) {
-    auto [h1, q1, scale1, zp1] = attention_block_fm(q, scale, zp, packed[4 * i], packed[4 * i + 1], x, norms[4 * i],
-                                                    norms[4 * i + 1], eps[2 * i], h.size(0), lengths, n_heads,
-                                                    scaling);
+    at::Tensor h1, q1, scale1, zp1;
+    if (int8_attention) {
+      const at::Tensor qkv = quantized_linear(q, scale, zp, packed[4 * i], 3 * dim, false, std::nullopt, std::nullopt,
+                                              std::nullopt);
+      const at::Tensor ctx = attention_int8_fm(qkv, lengths, n_heads, scaling);
+      std::tie(h1, q1, scale1, zp1) = layer_norm_quantize_fm(
+          dynamic_quantized_linear(ctx, packed[4 * i + 1], dim, false, x), norms[4 * i], norms[4 * i + 1], eps[2 * i]);
+    } else {
+      std::tie(h1, q1, scale1, zp1) = attention_block_fm(q, scale, zp, packed[4 * i], packed[4 * i + 1], x,
+                                                         norms[4 * i], norms[4 * i + 1], eps[2 * i], dim, lengths,
+                                                         n_heads, scaling);
+    }
     std::tie(x, q, scale, zp) = feed_forward_block_fm(q1, scale1, zp1, packed[4 * i + 2], packed[4 * i + 3], h1,
                                                       norms[4 * i + 2], norms[4 * i + 3], eps[2 * i + 1]);
   }
@@ -144,7 +155,7 @@ at::Tensor layer_by_layer(const at::Tensor& h, at::TensorList packed, at::Tensor
 }  // namespace
 
 at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList norms, at::ArrayRef<double> eps,
-                      at::IntArrayRef lengths, int64_t n_heads, double scaling) {
+                      at::IntArrayRef lengths, int64_t n_heads, double scaling, bool int8_attention) {
   const char* op = "encoder_fm";
   const KernelTable& k = active_kernels();
   const std::vector<Layer> layers = parse_layers(h, packed, norms, eps, n_heads, op);
@@ -156,7 +167,8 @@ at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList
   for (int64_t s = 0; s < int64_t(lengths.size()); ++s)
     if (lengths[s] > 0) order.push_back(s);
   if (int64_t(order.size()) < at::get_num_threads())
-    return T == 0 ? new_output(dim, 0, at::kFloat) : layer_by_layer(h, packed, norms, eps, lengths, n_heads, scaling);
+    return T == 0 ? new_output(dim, 0, at::kFloat)
+                  : layer_by_layer(h, packed, norms, eps, lengths, n_heads, scaling, int8_attention);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
   note_last_isa(k);
   at::Tensor out = new_output(dim, T, at::kFloat);
@@ -167,8 +179,8 @@ at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList
     thread_local SequenceEncoder encoder;
     for (int64_t i = next++; i < int64_t(order.size()); i = next++) {
       const int64_t s = order[i];
-      const Failure f = encoder.run(k, layers, n_heads, float(scaling), h.data_ptr<float>(), out.data_ptr<float>(),
-                                    T, first[s], lengths[s]);
+      const Failure f = encoder.run(k, layers, n_heads, float(scaling), int8_attention, h.data_ptr<float>(),
+                                    out.data_ptr<float>(), T, first[s], lengths[s]);
       if (f.what == nullptr) continue;
       std::lock_guard<std::mutex> lock(failed);
       if (error.empty())

@@ -11,12 +11,15 @@
 // sublayer, where the [dim, tokens] tensors' power-of-two row strides also made every panel copy slow.
 // Bit-identical to the layer-by-layer ops: everything is per token except attention, which is per sequence in
 // both. With fewer sequences than threads it runs those ops themselves (they split rows across threads).
+// int8_attention: the attention matmuls in INT8 (attention_int8.cpp); layer by layer, each attention_block_fm is
+// then layer_norm_quantize_fm(dynamic_quantized_linear(attention_int8_fm(quantized_linear(codes, qkv)), out,
+// residual=h)).
 #pragma once
 #include <ATen/ATen.h>
 
 namespace fastdistilbert {
 
 at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList norms, at::ArrayRef<double> eps,
-                      at::IntArrayRef lengths, int64_t n_heads, double scaling);
+                      at::IntArrayRef lengths, int64_t n_heads, double scaling, bool int8_attention);
 
 }  // namespace fastdistilbert

@@ -102,6 +102,11 @@ struct KernelTable {
   // columns).
   void (*softmax_codes)(const float* s, int64_t rows, int64_t cols, int64_t c0, int64_t c1, uint8_t* codes,
                         int32_t* sums);
+  // Symmetric s8 codes of a [rows][cols] fp32 block (rows ld floats apart) packed as dense GEMM weight tiles of
+  // W = the block or its transpose, with W's per-row scale and code sums (attention_pack.inc; the INT8
+  // attention's K^T and V). Returns 0 on NaN or Inf.
+  int32_t (*pack_symmetric)(const float* x, int64_t ld, int64_t rows, int64_t cols, int32_t transpose,
+                            float extra_scale, int8_t* codes, float* inv, int8_t* tiles, float* scale, int32_t* wsum);
   // fp32 self-attention of one head of one sequence (attention_fm.cpp). q, k, v point at the head's first
   // feature row and the sequence's first token of feature-major Q, K, V rows ld floats apart; L tokens, dh
   // features; the context goes to ctx (rows ld_ctx floats apart). scratch holds (3 dh + L) * Lp floats,

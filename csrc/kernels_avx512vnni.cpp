@@ -15,8 +15,11 @@ namespace avx512vnni {
 #include "kernels_simd.inc"
 #include "attention_head.inc"
 #include "layer_norm_tokens.inc"
+#include "attention_pack.inc"
 
-const KernelTable kTable = {"avx512vnni", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, quantize_static, layer_norm_tokens, softmax_codes, attention_head, peak_loop};
+const KernelTable kTable = {"avx512vnni", dot_u8s8, token_align, pack_x,
+                            gemm, quantize_per_token, quantize_static, layer_norm_tokens,
+                            softmax_codes, pack_symmetric, attention_head, peak_loop};
 
 }  // namespace avx512vnni
 }  // namespace fastdistilbert

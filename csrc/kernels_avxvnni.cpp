@@ -17,9 +17,12 @@ namespace avxvnni {
 #include "kernels_simd.inc"
 #include "attention_head.inc"
 #include "layer_norm_tokens.inc"
+#include "attention_pack.inc"
 #undef FDB_DPBUSD
 
-const KernelTable kTable = {"avxvnni", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, quantize_static, layer_norm_tokens, softmax_codes, attention_head, peak_loop};
+const KernelTable kTable = {"avxvnni", dot_u8s8, token_align, pack_x,
+                            gemm, quantize_per_token, quantize_static, layer_norm_tokens,
+                            softmax_codes, pack_symmetric, attention_head, peak_loop};
 
 }  // namespace avxvnni
 }  // namespace fastdistilbert

@@ -183,6 +183,7 @@ static int32_t quantize_per_token(const float* x, int64_t K, int64_t T, int64_t 
 }
 
 #include "layer_norm_tokens.inc"
+#include "attention_pack.inc"
 
 static int32_t quantize_static(const float* x, int64_t n, float scale, float zp, uint8_t* q) {
   const float inv = 1.0f / scale;
@@ -203,7 +204,9 @@ static int64_t peak_loop(int64_t iters, int32_t* sink) {
   return iters * 64;
 }
 
-const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x, gemm, quantize_per_token, quantize_static, layer_norm_tokens, softmax_codes, attention_head, peak_loop};
+const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x,
+                            gemm, quantize_per_token, quantize_static, layer_norm_tokens,
+                            softmax_codes, pack_symmetric, attention_head, peak_loop};
 
 }  // namespace ref
 }  // namespace fastdistilbert

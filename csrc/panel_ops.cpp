@@ -25,9 +25,9 @@ void PanelGemm::run(const KernelTable& k, GemmParams p, const uint8_t* codes, bo
   k.gemm(p, 0, p.Np / 4, 0, L);
 }
 
-void SequenceAttention::run(const KernelTable& k, const GemmParams& qkv_weight, const uint8_t* codes, bool flip_sign,
+bool SequenceAttention::run(const KernelTable& k, const GemmParams& qkv_weight, const uint8_t* codes, bool flip_sign,
                             const float* x_scale, const int32_t* x_zp, int64_t L, int64_t n_heads, float scaling,
-                            float* ctx, int64_t ld_ctx) {
+                            float* ctx, int64_t ld_ctx, bool int8_attention) {
   const int64_t dim = qkv_weight.N / 3, head = dim / n_heads;
   const int64_t Lp = (L + kAttentionPad - 1) / kAttentionPad * kAttentionPad;
   qkv.resize(qkv_weight.N * L);
@@ -38,9 +38,13 @@ void SequenceAttention::run(const KernelTable& k, const GemmParams& qkv_weight, 
   gemm.run(k, a, codes, flip_sign, x_scale, x_zp, L);
   for (int64_t h = 0; h < n_heads; ++h) {
     const float* q = qkv.data() + h * head * L;
-    k.attention_head(q, q + dim * L, q + 2 * dim * L, L, head, L, scaling, scratch.data(), ctx + h * head * ld_ctx,
-                     ld_ctx);
+    if (!int8_attention)
+      k.attention_head(q, q + dim * L, q + 2 * dim * L, L, head, L, scaling, scratch.data(), ctx + h * head * ld_ctx,
+                       ld_ctx);
+    else if (!int8.run(k, q, q + dim * L, q + 2 * dim * L, head, L, scaling, ctx + h * head * ld_ctx, ld_ctx))
+      return false;
   }
+  return true;
 }
 
 bool HiddenPanel::compute(const KernelTable& k, const GemmParams& lin1, int64_t t0, int64_t width) {

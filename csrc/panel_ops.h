@@ -53,17 +53,43 @@ struct HiddenPanel {
   bool compute(const KernelTable& k, const GemmParams& lin1, int64_t t0, int64_t width);
 };
 
+// INT8 attention of one head of one sequence (attention_int8.cpp): q, keys, values are compact [head][n] fp32
+// blocks (rows n floats apart); the context goes to ctx (rows ld_ctx floats apart). False when Q, K or V hold a
+// NaN or Inf or the scores overflow. Keeps its buffers between calls.
+struct Int8HeadAttention {
+  // A dense INT8 weight in the kernels' tile layout, made from a compact [A][B] fp32 block or its transpose.
+  struct Weight {
+    int64_t N = 0, K = 0, Np = 0, Kp = 0;
+    std::vector<int8_t> tiles;  // [Np/4][Kp/4][4 rows][4 k]
+    std::vector<float> scale;   // [Np]
+    std::vector<int32_t> wsum;  // [Np]
+    std::vector<int8_t> codes;  // scratch of pack_symmetric
+    std::vector<float> inv;
+
+    bool quantize(const KernelTable& k, const float* src, int64_t A, int64_t B, bool transpose, float extra_scale);
+  };
+  Weight keys, values;
+  std::vector<uint8_t> q_codes, p_codes;
+  std::vector<float> q_scale, p_scale, scores;
+  std::vector<int32_t> q_zp, p_zp, sums;
+  PanelGemm gemm;
+
+  bool run(const KernelTable& k, const float* q, const float* keys_fm, const float* values_fm, int64_t head,
+           int64_t n, float scaling, float* ctx, int64_t ld_ctx);
+};
+
 // One sequence's self-attention from a compact [K][L] panel of its codes: the QKV projection into an L2-resident
-// [3 dim][L] panel, then every head's fp32 attention into ctx (rows ld_ctx floats apart). `qkv_weight` is the
-// parsed packed QKV weight.
+// [3 dim][L] panel, then every head's attention (fp32, or INT8 when int8_attention) into ctx (rows ld_ctx floats
+// apart). `qkv_weight` is the parsed packed QKV weight. False when the INT8 attention met a NaN or Inf.
 struct SequenceAttention {
   std::vector<float> qkv;      // [3 dim][L]
   std::vector<float> scratch;  // attention_head's panels
   PanelGemm gemm;
+  Int8HeadAttention int8;
 
-  void run(const KernelTable& k, const GemmParams& qkv_weight, const uint8_t* codes, bool flip_sign,
+  bool run(const KernelTable& k, const GemmParams& qkv_weight, const uint8_t* codes, bool flip_sign,
            const float* x_scale, const int32_t* x_zp, int64_t L, int64_t n_heads, float scaling, float* ctx,
-           int64_t ld_ctx);
+           int64_t ld_ctx, bool int8_attention = false);
 };
 
 // Where a sublayer ending in LayerNorm writes: h [N][T] fp32, its per-token u8 codes, scale and zero point.

@@ -176,9 +176,7 @@ def layer_norm_feature_major(x: torch.Tensor, norm: torch.nn.LayerNorm, consumer
 
 def whole_encoder_arguments(model, layers: list[tuple]) -> tuple | None:
     """(packed, norms, eps) of `ops.encoder_fm` for the (block, LayerKernels) pairs, or None when the model needs
-    the layer-by-layer path: a calibrated Linear (static input scale) or INT8 attention."""
-    if getattr(model, "int8_attention", False):
-        return None
+    the layer-by-layer path: a calibrated Linear (static input scale)."""
     packed, norms, eps = [], [], []
     for block, kernels in layers:
         linears = (kernels.qkv, kernels.out, kernels.lin1, kernels.lin2)
@@ -220,7 +218,7 @@ def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     layers = list(zip(model.transformer.layer, model.int8_kernels()))
     whole = whole_encoder_arguments(model, layers)
     if whole is not None:  # one op, each sequence through every layer while it stays in cache
-        h = ops.encoder_fm(h, *whole, lengths, config.n_heads, scaling)
+        h = ops.encoder_fm(h, *whole, lengths, config.n_heads, scaling, getattr(model, "int8_attention", False))
         layers = []
     codes = None  # per-token INT8 codes of h, made by the LayerNorm that produced it
     int8_attention = getattr(model, "int8_attention", False)

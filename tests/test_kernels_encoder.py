@@ -29,11 +29,16 @@ def encoder_case(pattern: str, lengths: list[int], seed: int = 0):
     return h, packed, norms, eps
 
 
-def layer_by_layer(h, packed, norms, eps, lengths):
+def layer_by_layer(h, packed, norms, eps, lengths, int8_attention=False):
     codes = ops.quantize_per_token(h)
     for i in range(LAYERS):
-        h1, *codes1 = ops.attention_block_fm(*codes, packed[4 * i], packed[4 * i + 1], h, norms[4 * i],
-                                             norms[4 * i + 1], eps[2 * i], lengths, HEADS, 0.3)
+        if int8_attention:
+            ctx = ops.attention_int8_fm(ops.quantized_linear(*codes, packed[4 * i]), lengths, HEADS, 0.3)
+            h1, *codes1 = ops.layer_norm_quantize_fm(ops.dynamic_quantized_linear(ctx, packed[4 * i + 1], residual=h),
+                                                     norms[4 * i], norms[4 * i + 1], eps[2 * i])
+        else:
+            h1, *codes1 = ops.attention_block_fm(*codes, packed[4 * i], packed[4 * i + 1], h, norms[4 * i],
+                                                 norms[4 * i + 1], eps[2 * i], lengths, HEADS, 0.3)
         h, *codes = ops.feed_forward_block_fm(*codes1, packed[4 * i + 2], packed[4 * i + 3], h1, norms[4 * i + 2],
                                               norms[4 * i + 3], eps[2 * i + 1])
     return h
@@ -43,12 +48,13 @@ def layer_by_layer(h, packed, norms, eps, lengths):
 @pytest.mark.parametrize("pattern", PATTERNS)
 @pytest.mark.parametrize("lengths", SEQUENCES)
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_encoder_is_the_layer_by_layer_ops_exactly(isa, pattern, lengths, n_threads):
+@pytest.mark.parametrize("int8_attention", [False, True])
+def test_encoder_is_the_layer_by_layer_ops_exactly(isa, pattern, lengths, n_threads, int8_attention):
     h, packed, norms, eps = encoder_case(pattern, lengths)
     with threads(n_threads), forced_isa(isa), output_sentinel(0x7F):
-        whole = ops.encoder_fm(h, packed, norms, eps, lengths, HEADS, 0.3)
+        whole = ops.encoder_fm(h, packed, norms, eps, lengths, HEADS, 0.3, int8_attention)
         assert ops.last_isa() == isa
-        want = layer_by_layer(h, packed, norms, eps, lengths)
+        want = layer_by_layer(h, packed, norms, eps, lengths, int8_attention)
     assert torch.equal(whole, want)
 
 
@@ -67,7 +73,9 @@ def test_encoder_balances_unequal_sequences_over_threads():
 def test_encoder_opcheck():
     lengths = [7, 30, 2]
     h, packed, norms, eps = encoder_case("4x1", lengths)
-    torch.library.opcheck(torch.ops.fastdistilbert.encoder_fm.default, (h, packed, norms, eps, lengths, HEADS, 0.3))
+    for int8_attention in (False, True):
+        torch.library.opcheck(torch.ops.fastdistilbert.encoder_fm.default,
+                              (h, packed, norms, eps, lengths, HEADS, 0.3, int8_attention))
 
 
 def test_encoder_bad_input():
@@ -75,7 +83,8 @@ def test_encoder_bad_input():
     h, packed, norms, eps = encoder_case("dense", lengths)
 
     def call(**kw):
-        args = dict(h=h, packed=packed, norms=norms, eps=eps, lengths=lengths, n_heads=HEADS, scaling=0.3)
+        args = dict(h=h, packed=packed, norms=norms, eps=eps, lengths=lengths, n_heads=HEADS, scaling=0.3,
+                    int8_attention=False)
         return ops.encoder_fm(**{**args, **kw})
 
     with pytest.raises(RuntimeError, match=r"packed must hold 4 weights per layer .* got 7"):
@@ -103,5 +112,6 @@ def test_encoder_bad_input():
     bad = h.clone()
     bad[3, 20] = float("nan")
     for n_threads in (1, 2):
-        with threads(n_threads), pytest.raises(RuntimeError, match="NaN or Inf"):
-            call(h=bad)
+        for int8_attention in (False, True):
+            with threads(n_threads), pytest.raises(RuntimeError, match="NaN or Inf"):
+                call(h=bad, int8_attention=int8_attention)

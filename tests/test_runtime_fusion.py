@@ -66,14 +66,26 @@ def test_fused_runtime_is_the_unfused_kernels_exactly(static, sparse, n_threads,
 
 @pytest.mark.parametrize("static", [False, True])
 def test_dynamic_models_run_the_whole_encoder_as_one_op(static, monkeypatch):
-    """Per-token (dynamic) models run ops.encoder_fm; calibrated models and INT8 attention keep the layer path."""
+    """Per-token (dynamic) models run ops.encoder_fm, with fp32 or INT8 attention; calibrated models keep the layer
+    path."""
     model, batch = model_and_batch(static, sparse=True)
     calls = []
     real = ops.encoder_fm
-    monkeypatch.setattr(ops, "encoder_fm", lambda *args: calls.append(len(args[1])) or real(*args))
+    monkeypatch.setattr(ops, "encoder_fm", lambda *args: calls.append((len(args[1]), args[-1])) or real(*args))
     with torch.inference_mode():
         model(**batch)
-        assert calls == ([] if static else [4 * model.config.n_layers])
         model.distilbert.int8_attention = True
         model(**batch)
-    assert len(calls) == (0 if static else 1)
+    assert calls == ([] if static else [(4 * model.config.n_layers, False), (4 * model.config.n_layers, True)])
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_int8_attention_model_is_the_layer_path_exactly(n_threads, monkeypatch):
+    model, batch = model_and_batch(static=False, sparse=True)
+    model.distilbert.int8_attention = True
+    with threads(n_threads), torch.inference_mode():
+        whole = model(**batch)
+        monkeypatch.setattr(runtime, "whole_encoder_arguments", lambda model, layers: None)
+        layers = model(**batch)
+    assert torch.equal(whole.start_logits, layers.start_logits)
+    assert torch.equal(whole.end_logits, layers.end_logits)
