@@ -95,8 +95,8 @@ struct KernelTable {
   void (*layer_norm)(const float* x, int64_t K, int64_t T, int64_t t0, int64_t t1, const float* gamma,
                      const float* beta, double eps, float* y);
   // Softmax over the rows of s[rows][cols] (row-major) as u8 codes, for the columns [c0, c1): per column
-  // m = max over rows, d = max(s - m, -16), e = exp(d) with the degree-5 tail of erfc::kExpPoly (plain
-  // multiplies and adds), codes[r][c] = rne(255 e) (0..255, the column's maximum gives 255) and
+  // m = max over rows, d = max(s - m, -16), codes[r][c] = rne(255 exp(d)) with erfc::kExp2Codes (plain
+  // multiplies and adds; 0..255, the column's maximum gives 255) and
   // sums[c] = their int32 sum. Probabilities are codes / sums (1 / sums is the codes' per-token scale, zero
   // point 0): exact integer sums, no normalization pass. Used by the INT8 attention (keys are rows, queries
   // columns).

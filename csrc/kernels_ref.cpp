@@ -52,14 +52,14 @@ static int32_t accumulate(const GemmParams& p, int64_t n, int64_t t) {
   return acc;
 }
 
-// exp(y) for y in [-16, 0] (the softmax codes) and erf: the formulas of erf_constants.h, in the same
-// operation order as the SIMD template and fastdistilbert/reference_ops.py. The exp uses the degree-5 tail
-// of kExpPoly (enough for 8-bit codes).
-static float exp_neg(float y) {
-  const float n = std::nearbyint(y * erfc::kLog2e);
-  const float r = (y - n * erfc::kLn2Hi) - n * erfc::kLn2Lo;
-  float e = erfc::kExpPoly[2];
-  for (int i = 3; i < 8; ++i) e = e * r + erfc::kExpPoly[i];
+// 255 exp(d) for d in [-16, 0] (the softmax codes) and erf: the formulas of erf_constants.h, in the same
+// operation order as the SIMD template and fastdistilbert/reference_ops.py.
+static float exp_codes(float d) {
+  const float x = d * erfc::kLog2e;
+  const float n = std::nearbyint(x);
+  const float f = x - n;
+  float e = erfc::kExp2Codes[3];
+  for (int i = 2; i >= 0; --i) e = e * f + erfc::kExp2Codes[i];
   const int32_t bits = (int32_t(n) + 127) << 23;
   float scale;
   __builtin_memcpy(&scale, &bits, 4);
@@ -85,7 +85,7 @@ static void softmax_codes(const float* s, int64_t rows, int64_t cols, int64_t c0
     int32_t sum = 0;
     for (int64_t r = 0; r < rows; ++r) {
       const float d = s[r * cols + c] - top;
-      const int32_t code = int32_t(std::nearbyint(255.0f * exp_neg(d > -16.0f ? d : -16.0f)));
+      const int32_t code = int32_t(std::nearbyint(exp_codes(d > -16.0f ? d : -16.0f)));
       codes[r * cols + c] = uint8_t(code);
       sum += code;
     }

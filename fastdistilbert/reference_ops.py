@@ -35,10 +35,7 @@ _ERF_P = [float.fromhex(h) for h in ("0x1.20dd72p+0", "0x1.91e5eap-3", "0x1.b5fe
 _ERF_Q = [float.fromhex(h) for h in ("0x1p+0", "0x1.03b574p-1", "0x1.dd124cp-4", "0x1.fa0eb0p-7", "0x1.3ed6f2p-10",
                                      "0x1.3a6c4ap-15")]
 _LOG2E = float.fromhex("0x1.715476p+0")
-_LN2_HI = float.fromhex("0x1.62e4p-1")
-_LN2_LO = float.fromhex("0x1.7f7d1cp-20")
-_EXP_POLY = [float.fromhex(h) for h in ("0x1.a01a02p-13", "0x1.6c16c2p-10", "0x1.111112p-7", "0x1.555556p-5",
-                                        "0x1.555556p-3", "0x1p-1", "0x1p+0", "0x1p+0")]
+_EXP2_CODES = [float.fromhex(h) for h in ("0x1.fdf6a0p+7", "0x1.619026p+7", "0x1.eeec74p+5", "0x1.c231e8p+3")]
 _INV_SQRT2 = float.fromhex("0x1.6a09e6p-1")
 
 
@@ -229,13 +226,14 @@ def quantized_linear_accumulators(x_q: torch.Tensor, packed: torch.Tensor) -> to
     return torch.matmul(weight_q.to(torch.float64), x_q.to(torch.float64)).to(torch.int32)
 
 
-def _exp_neg(y: torch.Tensor) -> torch.Tensor:
-    """exp(y) for y in [-16, 0] (csrc: exp_neg): the degree-5 tail of the Taylor polynomial."""
-    n = torch.round(y * _LOG2E)
-    r = (y - n * _LN2_HI) - n * _LN2_LO
-    e = torch.full_like(y, _EXP_POLY[2])
-    for c in _EXP_POLY[3:]:
-        e = e * r + c
+def _exp_codes(d: torch.Tensor) -> torch.Tensor:
+    """255 exp(d) for d in [-16, 0] (csrc: exp_codes, erf_constants.h's kExp2Codes): 255 * 2^f by a cubic."""
+    x = d * _LOG2E
+    n = torch.round(x)
+    f = x - n
+    e = torch.full_like(d, _EXP2_CODES[3])
+    for c in reversed(_EXP2_CODES[:3]):
+        e = e * f + c
     scale = torch.bitwise_left_shift(n.to(torch.int32) + 127, 23).view(torch.float32)
     return e * scale
 
@@ -350,7 +348,7 @@ def softmax_codes(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(u8 codes, int32 column sums): the kernels' softmax over the rows of `s [rows, cols]` as codes
     rne(255 exp(max(s - column max, -16))); probabilities are codes / sums."""
     d = torch.clamp(s - s.max(dim=0).values, min=-16.0)
-    codes = torch.round(255.0 * _exp_neg(d)).to(torch.int32)
+    codes = torch.round(_exp_codes(d)).to(torch.int32)
     return codes.to(torch.uint8), codes.sum(dim=0, dtype=torch.int32)
 
 

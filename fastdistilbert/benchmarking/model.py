@@ -1,4 +1,5 @@
-"""End-to-end QA model benchmark: fastdistilbert (INT8 dense, INT8 80% block-sparse (4,1) and (1,4)) against
+"""End-to-end QA model benchmark: fastdistilbert (INT8 dense, INT8 80% block-sparse (4,1) and (1,4); the (4,1) model
+also with INT8 attention matmuls) against
 HF PyTorch fp32, PyTorch dynamic INT8, ONNX Runtime INT8, OpenVINO INT8 and DeepSparse INT8 on the same weights.
 
     fastdistilbert bench --json bench-results/model.json --plot bench-results/model.png
@@ -55,13 +56,20 @@ def weight_variants(hf: DistilBertForQuestionAnswering, sparsity: float, blocks:
 
 
 def our_variants(weights: dict) -> dict:
-    """{variant: callable(ids, mask)} of our INT8 models, one per entry of weight_variants()."""
+    """{variant: (callable(ids, mask), kernel formats)} of our INT8 models, one per entry of weight_variants(), plus
+    "<name>+int8-attention" for the (4,1)-sparse weights: the same model with its attention matmuls in INT8 too
+    (opt-in, `model.distilbert.int8_attention = True`)."""
     variants = {}
     for name, weights in weights.items():
         model = fd.convert_to_fast(weights, quantize=True).eval()
         model.prepare_kernels()
         formats = sorted({r["format"] for r in model.kernel_report()})
         variants[name] = (torch_runner(model), formats)
+        if name.endswith("-4x1"):
+            int8_attention = fd.convert_to_fast(weights, quantize=True).eval()
+            int8_attention.distilbert.int8_attention = True
+            int8_attention.prepare_kernels()
+            variants[f"{name}+int8-attention"] = (torch_runner(int8_attention), formats)
     return variants
 
 
