@@ -152,6 +152,21 @@ at::Tensor layer_by_layer(const at::Tensor& h, at::TensorList packed, at::Tensor
   return x;
 }
 
+// Whether whole sequences, longest first, each to the thread free first, keep every thread busy: the busiest
+// thread's tokens at most 1.25x the average (then depth first wins; measured on 2 threads, 80% (4,1), 128-token
+// sequences: batch 2 13.4 vs 15.3 ms layer by layer, batch 5 37.8 vs 38.9; batch 3, 1.33x, 25.6 vs 24.5). Fewer
+// sequences than threads always leave a thread idle.
+bool balanced(const std::vector<int64_t>& order, at::IntArrayRef lengths, int64_t threads) {
+  if (int64_t(order.size()) < threads) return false;
+  std::vector<int64_t> load(threads, 0);
+  int64_t total = 0;
+  for (int64_t s : order) {
+    *std::min_element(load.begin(), load.end()) += lengths[s];
+    total += lengths[s];
+  }
+  return 4 * threads * *std::max_element(load.begin(), load.end()) <= 5 * total;
+}
+
 }  // namespace
 
 at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList norms, at::ArrayRef<double> eps,
@@ -166,10 +181,10 @@ at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList
   std::vector<int64_t> order;
   for (int64_t s = 0; s < int64_t(lengths.size()); ++s)
     if (lengths[s] > 0) order.push_back(s);
-  if (int64_t(order.size()) < at::get_num_threads())
-    return T == 0 ? new_output(dim, 0, at::kFloat)
-                  : layer_by_layer(h, packed, norms, eps, lengths, n_heads, scaling, int8_attention);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
+  if (T == 0) return new_output(dim, 0, at::kFloat);
+  if (!balanced(order, lengths, at::get_num_threads()))
+    return layer_by_layer(h, packed, norms, eps, lengths, n_heads, scaling, int8_attention);
   note_last_isa(k);
   at::Tensor out = new_output(dim, T, at::kFloat);
   std::atomic<int64_t> next{0};
