@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
-#include <numeric>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -153,9 +152,9 @@ at::Tensor layer_by_layer(const at::Tensor& h, at::TensorList packed, at::Tensor
 }
 
 // Whether whole sequences, longest first, each to the thread free first, keep every thread busy: the busiest
-// thread's tokens at most 1.25x the average (then depth first wins; measured on 2 threads, 80% (4,1), 128-token
-// sequences: batch 2 13.4 vs 15.3 ms layer by layer, batch 5 37.8 vs 38.9; batch 3, 1.33x, 25.6 vs 24.5). Fewer
-// sequences than threads always leave a thread idle.
+// thread's tokens at most 1.25x the average. Measured on 2 threads, 80% (4,1), 128-token sequences, depth first vs
+// layer by layer: batch 2 13.4 vs 15.3 ms, batch 8 55.3 vs 61.9; batch 5 (1.2x) a tie within noise; batch 3
+// (1.33x) 25.6 vs 24.5. Fewer sequences than threads always leave a thread idle.
 bool balanced(const std::vector<int64_t>& order, at::IntArrayRef lengths, int64_t threads) {
   if (int64_t(order.size()) < threads) return false;
   std::vector<int64_t> load(threads, 0);

@@ -12,12 +12,12 @@ left with one scatter; in between, every Linear is a fused INT8 op:
     ff   = linear(h1, W_lin1, gelu)              GELU fused into the epilogue
     h    = LayerNorm(linear(ff, W_lin2) + h1)    residual fused into the epilogue
 
-With per-token (dynamic) activation scales and fp32 attention, the whole stack is one op (csrc/encoder_fm.h):
-each thread takes whole sequences through every layer in panels that stay in its cache (with fewer sequences than
-threads, it runs the layer ops below, which split rows across threads). Layer by layer, the first three lines run
-as one op, sequence by sequence (csrc/self_attention_fm.cpp), and the last two (with the LayerNorm) as one op, 64
-tokens at a time (csrc/feed_forward_fm.cpp), so the intermediates between them stay in the cache. Every fused op
-gives the bits of the unfused kernels.
+With per-token (dynamic) activation scales, the whole stack is one op (csrc/encoder_fm.h, fp32 or INT8 attention):
+each thread takes whole sequences through every layer in panels that stay in its cache (when whole sequences
+cannot keep every thread busy, it runs the layer ops below, which split rows across threads). Layer by layer, with
+fp32 attention, the first three lines run as one op, sequence by sequence (csrc/self_attention_fm.cpp), and the
+last two (with the LayerNorm) as one op, 64 tokens at a time (csrc/feed_forward_fm.cpp), so the intermediates
+between them stay in the cache. Every fused op gives the bits of the unfused kernels.
 
 Position ids follow HF: a token's position is its column in the padded input, whatever the padding side.
 Hidden states at padding positions are returned as zeros.
@@ -196,6 +196,23 @@ def packed_tokens(attention_mask: torch.Tensor):
     return mask.reshape(-1).nonzero().squeeze(1), lengths
 
 
+def encoder_layers(h: torch.Tensor, layers: list[tuple], lengths: list[int], n_heads: int, scaling: float,
+                   int8_attention: bool) -> torch.Tensor:
+    """The encoder layer by layer on feature-major h, for the (block, LayerKernels) pairs (any activation scheme)."""
+    from . import ops
+
+    codes = None  # per-token INT8 codes of h, made by the LayerNorm that produced it
+    for i, (block, kernels) in enumerate(layers):
+        if int8_attention:
+            ctx = ops.attention_int8_fm(kernels.qkv(h, x_codes=codes), lengths, n_heads, scaling)
+            h1, h1_codes = layer_norm_feature_major(kernels.out(ctx, residual=h), block.sa_layer_norm, kernels.lin1)
+        else:
+            h1, h1_codes = kernels.attention_block(h, codes, block.sa_layer_norm, lengths, n_heads, scaling)
+        next_qkv = layers[i + 1][1].qkv if i + 1 < len(layers) else None
+        h, codes = kernels.feed_forward_block(h1, h1_codes, block.output_layer_norm, next_qkv)
+    return h
+
+
 def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
     """last_hidden_state `[batch, seq, dim]` of a quantized FastDistilBertModel, through the INT8 kernels."""
     from . import ops
@@ -216,20 +233,12 @@ def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     config = model.config
     scaling = (config.dim // config.n_heads) ** -0.5
     layers = list(zip(model.transformer.layer, model.int8_kernels()))
+    int8_attention = getattr(model, "int8_attention", False)
     whole = whole_encoder_arguments(model, layers)
     if whole is not None:  # one op, each sequence through every layer while it stays in cache
-        h = ops.encoder_fm(h, *whole, lengths, config.n_heads, scaling, getattr(model, "int8_attention", False))
-        layers = []
-    codes = None  # per-token INT8 codes of h, made by the LayerNorm that produced it
-    int8_attention = getattr(model, "int8_attention", False)
-    for i, (block, kernels) in enumerate(layers):
-        if int8_attention:
-            ctx = ops.attention_int8_fm(kernels.qkv(h, x_codes=codes), lengths, config.n_heads, scaling)
-            h1, h1_codes = layer_norm_feature_major(kernels.out(ctx, residual=h), block.sa_layer_norm, kernels.lin1)
-        else:
-            h1, h1_codes = kernels.attention_block(h, codes, block.sa_layer_norm, lengths, config.n_heads, scaling)
-        next_qkv = layers[i + 1][1].qkv if i + 1 < len(layers) else None
-        h, codes = kernels.feed_forward_block(h1, h1_codes, block.output_layer_norm, next_qkv)
+        h = ops.encoder_fm(h, *whole, lengths, config.n_heads, scaling, int8_attention)
+    else:
+        h = encoder_layers(h, layers, lengths, config.n_heads, scaling, int8_attention)
     hidden = ops.transpose_fm(h)  # [tokens, dim]: index_put from the transposed view is 2.5x slower
     if hidden.shape[0] == batch * seq:  # no padding: the packed tokens are already in row-major order
         return hidden.view(batch, seq, config.dim)
