@@ -71,8 +71,8 @@ static float erf_approx(float x) {
   const float z = a * a;
   float p = erfc::kErfP[5], q = erfc::kErfQ[5];
   for (int i = 4; i >= 0; --i) {
-    p = p * z + erfc::kErfP[i];
-    q = q * z + erfc::kErfQ[i];
+    p = std::fma(p, z, erfc::kErfP[i]);
+    q = std::fma(q, z, erfc::kErfQ[i]);
   }
   return (a * p) / q;
 }

@@ -238,14 +238,28 @@ def _exp_codes(d: torch.Tensor) -> torch.Tensor:
     return e * scale
 
 
+def fma32(a: torch.Tensor, b: torch.Tensor, c: float) -> torch.Tensor:
+    """float32 a * b + c rounded once, as a fused multiply-add (torch has none): the product is exact in float64,
+    the sum is rounded to odd there (the float64 sum, moved one ulp toward the exact value when it is inexact and
+    even), and rounding that to float32 equals one rounding of the exact result because 53 >= 24 + 2 bits."""
+    p = a.double() * b.double()
+    s = p + c
+    back = s - p
+    err = (p - (s - back)) + (c - back)  # exact: p + c == s + err (TwoSum)
+    bits = s.view(torch.int64)
+    step = torch.where((err > 0) == (s > 0), 1, -1)  # one ulp toward s + err
+    bits = torch.where((err != 0) & (bits & 1 == 0), bits + step, bits)
+    return bits.view(torch.float64).float()
+
+
 def erf_approx(x: torch.Tensor) -> torch.Tensor:
     """The kernels' erf (csrc/erf_constants.h), same fp32 operations in the same order."""
     a = torch.clamp(x, -_ERF_CLAMP, _ERF_CLAMP)
     z = a * a
     p, q = torch.full_like(a, _ERF_P[5]), torch.full_like(a, _ERF_Q[5])
     for i in range(4, -1, -1):
-        p = p * z + _ERF_P[i]
-        q = q * z + _ERF_Q[i]
+        p = fma32(p, z, _ERF_P[i])
+        q = fma32(q, z, _ERF_Q[i])
     return (a * p) / q
 
 

@@ -161,10 +161,34 @@ def test_quantize_per_token_refuses_non_finite_values_in_every_vector(isa):
             ops.quantize_per_token(x)
 
 
+def test_reference_fma_rounds_once():
+    """reference_ops.fma32 (the kernels' fused multiply-add, which torch lacks) against exact rational arithmetic,
+    including the case a float64 sum rounds wrong twice: a * b exactly halfway between two floats plus a tiny c."""
+    from fractions import Fraction
+
+    def nearest_float32(exact: Fraction) -> float:  # candidates around the float64 value, then the nearest-even
+        base = torch.tensor([float(exact)], dtype=torch.float32)
+        inf = torch.tensor([float("inf")])
+        near = [base, torch.nextafter(base, -inf), torch.nextafter(base, inf)]
+        return min((abs(Fraction(v.item()) - exact), int(v.view(torch.int32).item()) & 1, v.item()) for v in near)[2]
+
+    a = torch.tensor([1 + 2 ** -12], dtype=torch.float32)  # a * a = 1 + 2^-11 + 2^-24: a float32 midpoint
+    assert R.fma32(a, a, 2.0 ** -80).item() == 1 + 2 ** -11 + 2 ** -23  # above the midpoint: rounds up
+    assert R.fma32(a, a, -2.0 ** -80).item() == 1 + 2 ** -11  # below it: rounds down
+    assert R.fma32(a, a, 0.0).item() == 1 + 2 ** -11  # on it: to even
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.randn(3000, generator=g) * 4, torch.randn(3000, generator=g) * 4
+    c = (torch.randn(3000, generator=g) * 4).tolist()
+    c[::3] = (-(x[::3].double() * y[::3].double()) * (1 + 1e-7)).float().tolist()  # heavy cancellation
+    got = [R.fma32(x[i:i + 1], y[i:i + 1], c[i]).item() for i in range(3000)]
+    want = [nearest_float32(Fraction(x[i].item()) * Fraction(y[i].item()) + Fraction(c[i])) for i in range(3000)]
+    assert got == want
+
+
 def test_erf_approximation_error_and_gelu():
     x = torch.linspace(-6, 6, 1200001, dtype=torch.float32)
     err = (R.erf_approx(x).double() - torch.erf(x.double())).abs().max().item()
-    assert err <= 4e-7, err  # rational fit + fp32 rounding: 3.8e-7 (csrc/erf_constants.h)
+    assert err <= 4e-7, err  # rational fit + fp32 rounding: 3.3e-7 (csrc/erf_constants.h)
     for y in (x, x * 5):  # GELU's error grows with |y| only through fp32 rounding: <= 2.5e-7 max(1, |y|)
         gelu_err = (R.gelu(y).double() - torch.nn.functional.gelu(y.double())).abs()
         relative = (gelu_err / y.double().abs().clamp(min=1.0)).max().item()
