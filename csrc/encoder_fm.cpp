@@ -64,21 +64,6 @@ std::vector<Layer> parse_layers(const at::Tensor& h, at::TensorList packed, at::
   return layers;
 }
 
-// One sequence's activations [dim][L] and their per-token codes.
-struct Panel {
-  std::vector<float> h, scale;
-  std::vector<uint8_t> codes;
-  std::vector<int32_t> zp;
-
-  void resize(int64_t dim, int64_t L) { h.resize(dim * L), codes.resize(dim * L), scale.resize(L), zp.resize(L); }
-  bool quantize(const KernelTable& k, int64_t dim, int64_t L) {
-    return k.quantize_per_token(h.data(), dim, L, 0, L, scale.data(), zp.data(), codes.data());
-  }
-  NormalizedOutput target(int64_t L, const float* gamma, const float* beta, double eps) {
-    return {h.data(), codes.data(), scale.data(), zp.data(), L, gamma, beta, eps};
-  }
-};
-
 // What went wrong in one sequence: the layer and the activations that were not finite (what == nullptr: fine).
 struct Failure {
   int64_t layer = -1;
@@ -87,9 +72,9 @@ struct Failure {
 
 // Per-thread scratch for one sequence at a time, kept between calls (no allocation or page faults per call).
 struct SequenceEncoder {
-  Panel x;        // a layer's input; its feed-forward sublayer writes the layer's output here
-  Panel x1;       // the attention sublayer's output
-  Panel context;  // the attention context and its codes
+  ActivationPanel x;        // a layer's input; its feed-forward sublayer writes the layer's output here
+  ActivationPanel x1;       // the attention sublayer's output
+  ActivationPanel context;  // the attention context and its codes
   SequenceAttention attention;
   SublayerTail tail;
   PanelGemm lin1;

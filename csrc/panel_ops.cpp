@@ -48,16 +48,15 @@ bool SequenceAttention::run(const KernelTable& k, const GemmParams& qkv_weight, 
 }
 
 bool HiddenPanel::compute(const KernelTable& k, const GemmParams& lin1, int64_t t0, int64_t width) {
-  const int64_t N1 = lin1.N;
-  hidden.resize(N1 * width), codes.resize(N1 * width), scale.resize(width), zp.resize(width);
+  resize(lin1.N, width);
   GemmParams a = lin1;
   a.gelu = 1;
   a.residual = nullptr, a.out_u8 = nullptr, a.out_acc = nullptr;
-  a.out_f32 = hidden.data();
+  a.out_f32 = h.data();
   a.ld = width;
   a.out_shift = -t0;
   k.gemm(a, 0, lin1.Np / 4, t0, t0 + width);
-  return k.quantize_per_token(hidden.data(), N1, width, 0, width, scale.data(), zp.data(), codes.data());
+  return quantize(k, lin1.N, width);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> empty_normalized(const at::Tensor& like) {

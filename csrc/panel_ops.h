@@ -40,14 +40,38 @@ struct PanelGemm {
 // slower for (1,4) weights at 1024 tokens, whose activation panels then leave L2.
 constexpr int64_t kFeedForwardBlock = 64;
 
+// Where a sublayer ending in LayerNorm writes: h [N][T] fp32, its per-token u8 codes, scale and zero point.
+struct NormalizedOutput {
+  float* h;
+  uint8_t* codes;
+  float* scale;
+  int32_t* zp;
+  int64_t T;
+  const float *gamma, *beta;
+  double eps;
+};
+
+// A compact panel of fp32 activations [rows][L] and their per-token u8 codes (the kernels' quantize_per_token).
+struct ActivationPanel {
+  std::vector<float> h;        // [rows][L]
+  std::vector<uint8_t> codes;  // [rows][L]
+  std::vector<float> scale;    // [L] per-token scale
+  std::vector<int32_t> zp;     // [L] per-token zero point
+
+  void resize(int64_t rows, int64_t L) { h.resize(rows * L), codes.resize(rows * L), scale.resize(L), zp.resize(L); }
+  // The codes of h; false when h holds a NaN or Inf.
+  bool quantize(const KernelTable& k, int64_t rows, int64_t L) {
+    return k.quantize_per_token(h.data(), rows, L, 0, L, scale.data(), zp.data(), codes.data());
+  }
+  // This panel as the output of a sublayer ending in LayerNorm (rows L apart).
+  NormalizedOutput target(int64_t L, const float* gamma, const float* beta, double eps) {
+    return {h.data(), codes.data(), scale.data(), zp.data(), L, gamma, beta, eps};
+  }
+};
+
 // The feed-forward's hidden layer for one block of tokens: GELU(lin1) into a compact [N1][width] panel, and its
 // per-token u8 codes for lin2.
-struct HiddenPanel {
-  std::vector<float> hidden;   // [N1][width] fp32 output of lin1 + GELU
-  std::vector<uint8_t> codes;  // [N1][width] per-token u8 codes of it
-  std::vector<float> scale;    // [width] their per-token scale
-  std::vector<int32_t> zp;     // [width] their per-token zero point
-
+struct HiddenPanel : ActivationPanel {
   // Tokens [t0, t0 + width) of `lin1`, whose activations (xp, T, Tp, x_scale, x_zp) are set; t0 a multiple of
   // kFeedForwardBlock. False when the hidden activations are not finite.
   bool compute(const KernelTable& k, const GemmParams& lin1, int64_t t0, int64_t width);
@@ -92,16 +116,6 @@ struct SequenceAttention {
            int64_t ld_ctx, bool int8_attention = false);
 };
 
-// Where a sublayer ending in LayerNorm writes: h [N][T] fp32, its per-token u8 codes, scale and zero point.
-struct NormalizedOutput {
-  float* h;
-  uint8_t* codes;
-  float* scale;
-  int32_t* zp;
-  int64_t T;
-  const float *gamma, *beta;
-  double eps;
-};
 
 // Fresh (h, codes, scale, zero point) tensors for a sublayer ending in LayerNorm whose residual is `like`
 // [N, T], and the NormalizedOutput writing into them.

@@ -104,21 +104,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_block_fm(
     // on every call.
     thread_local SequenceAttention attention;
     thread_local SublayerTail tail;
-    thread_local std::vector<float> ctx, c_scale;
-    thread_local std::vector<int32_t> c_zp;
-    thread_local std::vector<uint8_t> c_codes;
+    thread_local ActivationPanel context;
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t L = lengths[s], t0 = first[s];
       if (L == 0) continue;
-      ctx.resize(dim * L), c_codes.resize(dim * L), c_scale.resize(L), c_zp.resize(L);
+      context.resize(dim, L);
       attention.run(k, prep.p, sequence_codes(codes, prep.p.K, T, t0, L), false, prep.x_scale.data_ptr<float>() + t0,
-                    prep.x_zp.data_ptr<int32_t>() + t0, L, n_heads, float(scaling), ctx.data(), L);
-      if (!k.quantize_per_token(ctx.data(), dim, L, 0, L, c_scale.data(), c_zp.data(), c_codes.data())) {
+                    prep.x_zp.data_ptr<int32_t>() + t0, L, n_heads, float(scaling), context.h.data(), L);
+      if (!context.quantize(k, dim, L)) {
         bad_context = true;
         continue;
       }
       // Output projection + residual, LayerNorm and its codes, into the sequence's columns.
-      if (!tail.run(k, out_p, c_codes.data(), c_scale.data(), c_zp.data(), L, t0, residual.data_ptr<float>(), out))
+      if (!tail.run(k, out_p, context.codes.data(), context.scale.data(), context.zp.data(), L, t0,
+                    residual.data_ptr<float>(), out))
         bad_token.store(t0);
     }
   });
