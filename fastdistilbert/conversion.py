@@ -126,14 +126,17 @@ def encoder_linear_names(config) -> list[str]:
     return [f"distilbert.transformer.layer.{i}.{suffix}" for i in range(config.n_layers) for suffix in ENCODER_LINEARS]
 
 
-def quantize_model(model, activation_params: dict[str, tuple[float, int]] | None = None):
+def quantize_model(model, activation_params: dict[str, tuple[float, int]] | None = None, attention: str = "int8"):
     """Swaps the encoder Linear layers of an fp32 Fast model for INT8 QuantizedLinear modules, in place.
 
     `activation_params` maps module names (e.g. "distilbert.transformer.layer.0.attention.q_lin") to a static
     `(scale, zero_point)`; without it activations are quantized per token at run time (no calibration needed).
+    `attention`: "int8" runs the attention matmuls in INT8 too (faster, above all on long sequences), "fp32" keeps
+    them in fp32; recorded in the config, so a saved model computes the same way after loading.
     """
     if model.config.is_quantized:
         raise ValueError("model is already quantized")
+    section = quantization_section("static" if activation_params is not None else "dynamic", attention=attention)
     static = activation_params is not None
     names = encoder_linear_names(model.config)
     if static:
@@ -147,17 +150,18 @@ def quantize_model(model, activation_params: dict[str, tuple[float, int]] | None
         linear = getattr(parent, child)
         scale, zero_point = activation_params[name] if static else (None, None)
         setattr(parent, child, QuantizedLinear.from_linear(linear, static, scale, zero_point))
-    section = quantization_section("static" if static else "dynamic")
     if model.config.compact_embeddings:  # keep the record of compact word embeddings
         section["embeddings"] = model.config.quantization["embeddings"]
     model.config.quantization = section
     return model
 
 
-def convert_to_fast(model, quantize: bool = False, activation_params: dict[str, tuple[float, int]] | None = None):
+def convert_to_fast(model, quantize: bool = False, activation_params: dict[str, tuple[float, int]] | None = None,
+                    attention: str = "int8"):
     """FastDistilBertForQuestionAnswering from an in-memory HF QA model (DistilBERT, or a BERT-family encoder).
 
-    `quantize=True` gives the INT8 model (dynamic per-token activations, or the static `activation_params`).
+    `quantize=True` gives the INT8 model (dynamic per-token activations, or the static `activation_params`), with
+    INT8 (default) or fp32 `attention` (see `quantize_model`).
     """
     from transformers import BertPreTrainedModel
 
@@ -165,7 +169,7 @@ def convert_to_fast(model, quantize: bool = False, activation_params: dict[str, 
         model = distilbert_qa_from_bert(model)
     fast = fast_from_distilbert(model)
     if quantize or activation_params is not None:
-        quantize_model(fast, activation_params)
+        quantize_model(fast, activation_params, attention)
     return fast
 
 

@@ -150,6 +150,9 @@ def _quantization_text(config: dict) -> str:
              "- Weights of the encoder Linear layers: int8, symmetric, per output channel (range -127..127), stored "
              "dense with zeros where pruned.",
              f"- Activations: {activation}.",
+             "- Attention matmuls: " + ("INT8 (Q uint8 per token, K and V int8 symmetric per row, the softmax "
+                                        "probabilities as 8-bit codes over their exact integer sum)."
+                                        if q.get("attention", "fp32") == "int8" else "fp32."),
              "- Embeddings, LayerNorms, softmax, GELU and the QA head: fp32." if compact is None else
              "- Position embeddings, LayerNorms, softmax, GELU and the QA head: fp32."]
     if compact:

@@ -15,8 +15,9 @@ from transformers import DistilBertConfig, DistilBertForQuestionAnswering, Disti
 from transformers.configuration_utils import PreTrainedConfig
 from transformers.modeling_outputs import BaseModelOutput
 
+from .attention import FastSelfAttention
 from .checkpoint import check_checkpoint, check_loaded_scales, hub_kwargs
-from .configuration_fast_distilbert import FastDistilBertConfig
+from .configuration_fast_distilbert import QUANTIZATION_FORMAT_VERSION, FastDistilBertConfig
 from .conversion import ENCODER_LINEARS, distilbert_qa_from_bert, fast_from_distilbert
 from . import embedding_quantization
 from .errors import CheckpointError
@@ -220,13 +221,15 @@ class _FastCheckpointMixin:
 
     def kernel_report(self) -> list[dict]:
         """Per encoder Linear: the block pattern detected in its weights, the block density and the ISA it runs on
-        (`fp32` when the model is not quantized, `reference` when the kernels cannot be used)."""
+        (`fp32` when the model is not quantized, `reference` when the kernels cannot be used), and its layer's
+        attention matmuls (`int8` or `fp32`)."""
         encoder = self._encoder()
         if not encoder.config.is_quantized:
             return [{"layer": i, "linear": name, "format": "fp32", "isa": "torch"}
                     for i in range(encoder.config.n_layers) for name in ("qkv", "out", "lin1", "lin2")]
+        attention = "int8" if encoder.config.int8_attention else "fp32"
         if not kernels_available():
-            return [{"layer": i, "linear": name, "format": "int8", "isa": "reference"}
+            return [{"layer": i, "linear": name, "format": "int8", "isa": "reference", "attention": attention}
                     for i in range(encoder.config.n_layers) for name in ("qkv", "out", "lin1", "lin2")]
         from ._extension import active_isa
 
@@ -237,7 +240,8 @@ class _FastCheckpointMixin:
                 kernel = getattr(layer, name)
                 report.append({"layer": i, "linear": name, "format": kernel.pattern,
                                "block_density": round(kernel.block_density, 4), "isa": isa,
-                               "activations": "dynamic" if kernel.input_scale is None else "static"})
+                               "activations": "dynamic" if kernel.input_scale is None else "static",
+                               "attention": attention})
         return report
 
 
@@ -270,6 +274,8 @@ class FastDistilBertModel(_FastCheckpointMixin, DistilBertModel):
     def __init__(self, config: FastDistilBertConfig):
         config = _as_fast_config(config)
         super().__init__(config)
+        for block in self.transformer.layer:
+            block.attention = FastSelfAttention.replacing(block.attention)
         if config.is_quantized:
             _quantize_structure(self, config)
         if config.compact_embeddings:
@@ -277,10 +283,19 @@ class FastDistilBertModel(_FastCheckpointMixin, DistilBertModel):
 
     # Set to False to run a quantized model through the torch reference path (same integer math, slow).
     use_int8_kernels: bool = True
-    # True: attention matmuls on the INT8 kernels too (Q, K, V and the probabilities quantized per token / row,
-    # softmax in fp32). Off by default: on the CPUs measured so far it is slower than the fp32 attention kernel
-    # (quantizing K, V and the probabilities per sequence and head costs more than the INT8 matmuls save).
-    int8_attention: bool = False
+
+    @property
+    def int8_attention(self) -> bool:
+        """Whether the attention matmuls run in INT8 (`config.quantization["attention"]`; the conversion default).
+        Setting it switches the model, and what save_pretrained records."""
+        return self.config.int8_attention
+
+    @int8_attention.setter
+    def int8_attention(self, value: bool) -> None:
+        if not self.config.is_quantized:
+            raise ValueError("INT8 attention needs an INT8 model: quantize it first (fastdistilbert.quantize_model)")
+        self.config.quantization = {**self.config.quantization, "format_version": QUANTIZATION_FORMAT_VERSION,
+                                    "attention": "int8" if value else "fp32"}
 
     def int8_kernels(self):
         """The packed kernels of the encoder, rebuilt whenever a quantized tensor changed (e.g. after loading)."""

@@ -7,7 +7,7 @@ left with one scatter; in between, every Linear is a fused INT8 op:
 
     qkv  = linear(h, W_qkv)                      fused Q, K and V projections
     attn = softmax(Q^T K * scale) per sequence and head (fp32 FMA kernel: csrc/attention_head.inc, or INT8 matmuls:
-                                                     csrc/attention_int8.cpp when model.int8_attention)
+                                                     csrc/attention_int8.cpp with config.int8_attention)
     h1   = LayerNorm(linear(attn, W_out) + h)    residual fused into the epilogue
     ff   = linear(h1, W_lin1, gelu)              GELU fused into the epilogue
     h    = LayerNorm(linear(ff, W_lin2) + h1)    residual fused into the epilogue
@@ -233,7 +233,7 @@ def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     config = model.config
     scaling = (config.dim // config.n_heads) ** -0.5
     layers = list(zip(model.transformer.layer, model.int8_kernels()))
-    int8_attention = getattr(model, "int8_attention", False)
+    int8_attention = model.config.int8_attention
     whole = whole_encoder_arguments(model, layers)
     if whole is not None:  # one op, each sequence through every layer while it stays in cache
         h = ops.encoder_fm(h, *whole, lengths, config.n_heads, scaling, int8_attention)

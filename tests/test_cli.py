@@ -41,11 +41,26 @@ def test_convert_vanilla_checkpoint_to_int8_and_refuse_overwrite(tmp_path, capsy
     hf.save_pretrained(src)
     assert main(["convert", str(src), str(dst)]) == 0
     model = fd.FastDistilBertForQuestionAnswering.from_pretrained(dst)
-    assert model.config.quantization["activation"] == "dynamic"
+    assert model.config.quantization["activation"] == "dynamic" and model.config.int8_attention
+    assert "INT8 (dynamic activations, int8 attention)" in capsys.readouterr().out
     before = (dst / "model.safetensors").read_bytes()
     assert main(["convert", str(src), str(dst), "--fp32"]) == 2
     assert "already holds a checkpoint" in capsys.readouterr().err
     assert (dst / "model.safetensors").read_bytes() == before
+
+
+def test_convert_attention_choice_for_new_and_fast_checkpoints(tmp_path):
+    """--attention fp32 on a conversion; --attention on a Fast INT8 checkpoint switches it, its weights untouched."""
+    src = tmp_path / "src"
+    tiny_distilbert_qa(seed=3).save_pretrained(src)
+    assert main(["convert", str(src), str(tmp_path / "fp32-attention"), "--attention", "fp32"]) == 0
+    fp32 = fd.FastDistilBertForQuestionAnswering.from_pretrained(tmp_path / "fp32-attention")
+    assert fp32.config.is_quantized and not fp32.config.int8_attention
+    assert main(["convert", str(tmp_path / "fp32-attention"), str(tmp_path / "int8-attention"), "--attention",
+                 "int8"]) == 0
+    int8 = fd.FastDistilBertForQuestionAnswering.from_pretrained(tmp_path / "int8-attention")
+    assert int8.config.int8_attention
+    assert all(torch.equal(a, b) for a, b in zip(fp32.state_dict().values(), int8.state_dict().values()))
 
 
 def test_convert_with_calibration_stores_static_scales(tmp_path, data_dir):

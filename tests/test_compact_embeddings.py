@@ -53,7 +53,7 @@ def test_compaction_follows_the_per_row_formula():
     embedding = model.distilbert.embeddings.word_embeddings
     assert np.array_equal(embedding.weight_scale.numpy(), scale.astype(np.float32))
     assert np.array_equal(embedding.weight.detach().numpy(), (codes * scale[:, None]).astype(np.float32))
-    assert model.config.quantization == {"format_version": 1, "embeddings": "int8-symmetric-per-row"}
+    assert model.config.quantization == {"format_version": 2, "embeddings": "int8-symmetric-per-row"}
     assert not model.config.is_quantized and model.config.compact_embeddings
     position = model.distilbert.embeddings.position_embeddings.weight
     assert torch.equal(position, tiny_distilbert_qa(seed=2).distilbert.embeddings.position_embeddings.weight)

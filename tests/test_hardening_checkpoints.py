@@ -216,6 +216,7 @@ def test_convert_of_a_truncated_source_is_one_line_and_writes_nothing(saved_int8
 @pytest.mark.parametrize("args, message", [
     (["--calibration-samples", "0", "--calibrate", "data.json"], "--calibration-samples must be >= 1"),
     (["--fp32", "--calibrate", "data.json"], "cannot be combined with --fp32"),
+    (["--fp32", "--attention", "int8"], "--attention sets the INT8 model's attention; it cannot be combined with --fp32"),
 ])
 def test_convert_argument_mistakes(tmp_path, capsys, args, message):
     src = tmp_path / "src"

@@ -132,8 +132,10 @@ def test_mixed_length_batch_equals_per_sequence_runs(any_path, left_padding):
     batch_ids = ids(len(lengths), seq, seed=6)
     mask = torch.zeros(len(lengths), seq, dtype=torch.long)
     for row, n in enumerate(lengths):
-        mask[row, seq - n:] = 1 if left_padding else 0
-        mask[row, :n] = 0 if left_padding else 1
+        if left_padding:
+            mask[row, seq - n:] = 1
+        else:
+            mask[row, :n] = 1
     with torch.no_grad():
         batched = any_path(input_ids=batch_ids, attention_mask=mask)
         for row, n in enumerate(lengths):

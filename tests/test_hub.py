@@ -72,7 +72,7 @@ def test_push_uploads_weights_config_shims_tokenizer_and_our_card(hub, tmp_path)
     files = hub.repos["alice/tiny-qa"].files()
     assert set(files) == EXPECTED_FILES
     config = json.loads(files["config.json"])
-    assert config["model_type"] == "fast_distilbert" and config["quantization"]["format_version"] == 1
+    assert config["model_type"] == "fast_distilbert" and config["quantization"]["format_version"] == 2
     assert {ref.split(".")[0] + ".py" for ref in config["auto_map"].values()} <= set(files)
     card = files["README.md"].decode()
     metadata = yaml.safe_load(card.split("---")[1])

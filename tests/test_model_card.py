@@ -175,3 +175,11 @@ def test_recipe_output_card_uses_its_metrics_and_hides_local_paths(sparse_int8_d
     assert "| budget.train_seconds | 1234.5 |" in sections["Training recipe"]
     assert "| teacher | teacher |" in sections["Training recipe"]
     assert "/home/someone" not in card
+
+
+def test_card_states_the_attention_precision(sparse_int8_dir, tmp_path):
+    assert "- Attention matmuls: INT8 (Q uint8 per token" in split_card(render_card(sparse_int8_dir))[1]["Quantization"]
+    model = fd.FastDistilBertForQuestionAnswering.from_pretrained(sparse_int8_dir)
+    model.distilbert.int8_attention = False
+    model.save_pretrained(tmp_path / "fp32-attention")
+    assert "- Attention matmuls: fp32." in split_card(render_card(tmp_path / "fp32-attention"))[1]["Quantization"]

@@ -29,13 +29,13 @@ def unfused_feed_forward_block(self, h1, h1_codes, norm, consumer):
     return runtime.layer_norm_feature_major(unfused_feed_forward(self, h1, h1_codes), norm, consumer)
 
 
-def model_and_batch(static: bool, sparse: bool):
+def model_and_batch(static: bool, sparse: bool, attention: str = "int8"):
     from fastdistilbert.calibration import calibrate
 
     hf = tiny_distilbert_qa(seed=5, dim=64, n_heads=4, hidden_dim=128, max_position_embeddings=140)
     if sparse:
         hf = prune_encoder_blocks(hf, 0.75, (4, 1))
-    model = fd.convert_to_fast(hf, quantize=True).eval()
+    model = fd.convert_to_fast(hf, quantize=True, attention=attention).eval()
     g = torch.Generator().manual_seed(3)
     ids = torch.randint(0, 97, (5, 130), generator=g)
     mask = torch.ones_like(ids)
@@ -49,8 +49,9 @@ def model_and_batch(static: bool, sparse: bool):
 @pytest.mark.parametrize("static", [False, True])
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_fused_runtime_is_the_unfused_kernels_exactly(static, sparse, n_threads, monkeypatch):
-    model, batch = model_and_batch(static, sparse)
+@pytest.mark.parametrize("attention", ["int8", "fp32"])
+def test_fused_runtime_is_the_unfused_kernels_exactly(static, sparse, n_threads, attention, monkeypatch):
+    model, batch = model_and_batch(static, sparse, attention)
     assert {r["activations"] for r in model.kernel_report()} == {"static" if static else "dynamic"}
     with threads(n_threads), torch.inference_mode():
         fused = model(**batch)
@@ -74,15 +75,15 @@ def test_dynamic_models_run_the_whole_encoder_as_one_op(static, monkeypatch):
     monkeypatch.setattr(ops, "encoder_fm", lambda *args: calls.append((len(args[1]), args[-1])) or real(*args))
     with torch.inference_mode():
         model(**batch)
-        model.distilbert.int8_attention = True
+        model.distilbert.int8_attention = False
         model(**batch)
-    assert calls == ([] if static else [(4 * model.config.n_layers, False), (4 * model.config.n_layers, True)])
+    assert calls == ([] if static else [(4 * model.config.n_layers, True), (4 * model.config.n_layers, False)])
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_int8_attention_model_is_the_layer_path_exactly(n_threads, monkeypatch):
     model, batch = model_and_batch(static=False, sparse=True)
-    model.distilbert.int8_attention = True
+    assert model.distilbert.int8_attention
     with threads(n_threads), torch.inference_mode():
         whole = model(**batch)
         monkeypatch.setattr(runtime, "whole_encoder_arguments", lambda model, layers: None)

@@ -18,6 +18,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--calibrate", metavar="DATA", help="SQuAD v1.1 JSON file: store static activation scales "
                    "measured on its first questions (default: dynamic per-token scales, no data needed)")
     p.add_argument("--calibration-samples", type=int, default=64, help="questions used by --calibrate (default 64)")
+    p.add_argument("--attention", choices=("int8", "fp32"), help="precision of the attention matmuls of the INT8 "
+                   "model (default: int8 for a new conversion, unchanged for a Fast INT8 checkpoint)")
     p.add_argument("--overwrite", action="store_true", help="replace a checkpoint already in DST")
     p.set_defaults(run=run)
 
@@ -30,6 +32,8 @@ def run(args) -> int:
         raise UserError(f"source checkpoint {src} is not a directory")
     if src.resolve() == dst.resolve():
         raise UserError("source and destination are the same directory; choose another DST")
+    if args.fp32 and args.attention:
+        raise UserError("--attention sets the INT8 model's attention; it cannot be combined with --fp32")
     model = fd.FastDistilBertForQuestionAnswering.from_pretrained(src)
     if args.calibrate:
         if args.fp32:
@@ -37,6 +41,8 @@ def run(args) -> int:
         _calibrate(model, src, args.calibrate, args.calibration_samples)
     elif not args.fp32 and not model.config.is_quantized:
         fd.quantize_model(model)
+    if args.attention:
+        model.distilbert.int8_attention = args.attention == "int8"
     copied = [name for name in TOKENIZER_FILES if (src / name).exists()]
     clobbered = [name for name in copied if (dst / name).exists()]
     if clobbered and not args.overwrite:  # checked before anything is written: DST stays as it was
@@ -44,7 +50,9 @@ def run(args) -> int:
     model.save_pretrained(dst, overwrite=args.overwrite)
     for name in copied:
         shutil.copyfile(src / name, dst / name)
-    mode = "fp32" if not model.config.is_quantized else f"INT8 ({model.config.quantization['activation']} activations)"
+    attention = "int8" if model.config.int8_attention else "fp32"
+    mode = "fp32" if not model.config.is_quantized else \
+        f"INT8 ({model.config.quantization['activation']} activations, {attention} attention)"
     print(f"wrote {mode} Fast checkpoint to {dst}" + (f" with tokenizer files {', '.join(copied)}" if copied else ""))
     return 0
 
