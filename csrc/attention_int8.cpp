@@ -6,7 +6,8 @@
 //   scores^T [n_k, n_q] = GEMM(K^T, Q), scale factors x `scaling` folded into the key scales
 //   probs = softmax over keys (the rows of scores^T) straight into u8 codes, 255 at each query's maximum, with
 //           their int32 sum per query: probability = code / sum, i.e. scale 1 / sum, zero point 0
-//           (softmax_codes: no normalization or min / max pass over the [n_k, n_q] scores)
+//           (softmax_codes: no normalization or min / max pass over the [n_k, n_q] scores; the codes are written
+//           in the packed layout of the next GEMM's activations)
 //   context [head_dim, n_q] = GEMM(V, probs)
 // Every step is integer-exact or the same fp32 operations on every variant, so all ISAs give
 // bit-identical outputs; fastdistilbert/reference_ops.py::attention_int8_fm spells the same steps.
@@ -26,15 +27,21 @@ namespace fastdistilbert {
 
 namespace {
 
-// out[N][T] (fp32, rows ld apart) = W x codes[K][T] with per-token scale / zero point, through the variant.
-void int8_gemm(const KernelTable& k, const Int8HeadAttention::Weight& w, const uint8_t* codes, const float* x_scale,
-               const int32_t* x_zp, int64_t T, float* out, int64_t ld, PanelGemm& gemm) {
+// The GEMM parameters of a dense INT8 weight, activations and outputs unset.
+GemmParams dense_weight(const Int8HeadAttention::Weight& w) {
   GemmParams p{};
   p.pattern = kDense;
   p.N = w.N, p.K = w.K, p.Np = w.Np, p.Kp = w.Kp;
   p.dense = w.tiles.data();
   p.w_scale = w.scale.data();
   p.wsum = w.wsum.data();
+  return p;
+}
+
+// out[N][T] (fp32, rows ld apart) = W x codes[K][T] with per-token scale / zero point, through the variant.
+void int8_gemm(const KernelTable& k, const Int8HeadAttention::Weight& w, const uint8_t* codes, const float* x_scale,
+               const int32_t* x_zp, int64_t T, float* out, int64_t ld, PanelGemm& gemm) {
+  GemmParams p = dense_weight(w);
   p.ld = ld;
   p.out_f32 = out;
   gemm.run(k, p, codes, false, x_scale, x_zp, T);
@@ -61,16 +68,21 @@ bool Int8HeadAttention::run(const KernelTable& k, const float* q, const float* k
     return false;
   scores.resize(n * n);
   int8_gemm(k, keys, q_codes.data(), q_scale.data(), q_zp.data(), n, scores.data(), n, gemm);
-  p_codes.resize(n * n), p_scale.resize(n), sums.resize(n);
-  p_zp.assign(n, 0);
-  k.softmax_codes(scores.data(), n, n, 0, n, p_codes.data(), sums.data());
+  // The probabilities' codes go straight into the context GEMM's packed activations (no [n][n] u8 matrix to pack).
+  const int64_t align = k.token_align(kDense), Tp = (n + align - 1) / align * align;
+  p_packed.resize((n + 3) / 4 * 4 * Tp), sums.resize(n);
+  p_scale.assign(Tp, 1.0f), p_zp.assign(Tp, 0);
+  k.softmax_codes(scores.data(), n, n, Tp, p_packed.data(), sums.data());
   bool scores_finite = true;
   for (int64_t i = 0; i < n; ++i) {
     scores_finite &= sums[i] > 0;  // a query's largest score gives code 255 unless it overflowed to Inf
     p_scale[i] = 1.0f / float(sums[i]);
   }
   if (!scores_finite || !values.quantize(k, values_fm, head, n, /*transpose=*/false, 1.0f)) return false;
-  int8_gemm(k, values, p_codes.data(), p_scale.data(), p_zp.data(), n, ctx, ld_ctx, gemm);
+  GemmParams p = dense_weight(values);
+  p.xp = p_packed.data(), p.T = n, p.Tp = Tp, p.x_scale = p_scale.data(), p.x_zp = p_zp.data();
+  p.ld = ld_ctx, p.out_f32 = ctx;
+  k.gemm(p, 0, p.Np / 4, 0, n);
   return true;
 }
 

@@ -94,14 +94,14 @@ struct KernelTable {
   // (layer_norm_tokens.inc).
   void (*layer_norm)(const float* x, int64_t K, int64_t T, int64_t t0, int64_t t1, const float* gamma,
                      const float* beta, double eps, float* y);
-  // Softmax over the rows of s[rows][cols] (row-major) as u8 codes, for the columns [c0, c1): per column
-  // m = max over rows, d = max(s - m, -16), codes[r][c] = rne(255 exp(d)) with erfc::kExp2Codes (plain
-  // multiplies and adds; 0..255, the column's maximum gives 255) and
-  // sums[c] = their int32 sum. Probabilities are codes / sums (1 / sums is the codes' per-token scale, zero
-  // point 0): exact integer sums, no normalization pass. Used by the INT8 attention (keys are rows, queries
-  // columns).
-  void (*softmax_codes)(const float* s, int64_t rows, int64_t cols, int64_t c0, int64_t c1, uint8_t* codes,
-                        int32_t* sums);
+  // Softmax over the rows of s[rows][cols] (row-major) as u8 codes: per column m = max over rows, d = max(s - m,
+  // -16), code[r][c] = rne(255 exp(d)) with erfc::kExp2Codes (plain multiplies and adds; 0..255, the column's
+  // maximum gives 255), and sums[c] = their int32 sum (c < cols). Probabilities are codes / sums (1 / sums is the
+  // codes' per-token scale, zero point 0): exact integer sums, no normalization pass. The codes are written straight
+  // into xp as this variant's pack_x would pack a [rows][cols] u8 matrix for a dense weight (K = rows, T = cols,
+  // Tp = cols rounded up to token_align(kDense); padded rows and columns hold 0), ready for the INT8 attention's
+  // context GEMM (keys are rows, queries columns).
+  void (*softmax_codes)(const float* s, int64_t rows, int64_t cols, int64_t Tp, uint8_t* xp, int32_t* sums);
   // Symmetric s8 codes of a [rows][cols] fp32 block (rows ld floats apart) packed as dense GEMM weight tiles of
   // W = the block or its transpose, with W's per-row scale and code sums (attention_pack.inc; the INT8
   // attention's K^T and V). Returns 0 on NaN or Inf.

@@ -77,16 +77,17 @@ static float erf_approx(float x) {
   return (a * p) / q;
 }
 
-static void softmax_codes(const float* s, int64_t rows, int64_t cols, int64_t c0, int64_t c1, uint8_t* codes,
-                          int32_t* sums) {
-  for (int64_t c = c0; c < c1; ++c) {
+static void softmax_codes(const float* s, int64_t rows, int64_t cols, int64_t Tp, uint8_t* xp, int32_t* sums) {
+  const int64_t Kp = (rows + 3) / 4 * 4;
+  for (int64_t i = 0; i < Kp * Tp; ++i) xp[i] = 0;
+  for (int64_t c = 0; c < cols; ++c) {
     float top = s[c];
     for (int64_t r = 1; r < rows; ++r) top = s[r * cols + c] > top ? s[r * cols + c] : top;
     int32_t sum = 0;
     for (int64_t r = 0; r < rows; ++r) {
       const float d = s[r * cols + c] - top;
       const int32_t code = int32_t(std::nearbyint(exp_codes(d > -16.0f ? d : -16.0f)));
-      codes[r * cols + c] = uint8_t(code);
+      xp[((r / 4) * Tp + c) * 4 + r % 4] = uint8_t(code);  // pack_x's dense layout
       sum += code;
     }
     sums[c] = sum;

@@ -93,7 +93,7 @@ struct Int8HeadAttention {
     bool quantize(const KernelTable& k, const float* src, int64_t A, int64_t B, bool transpose, float extra_scale);
   };
   Weight keys, values;
-  std::vector<uint8_t> q_codes, p_codes;
+  std::vector<uint8_t> q_codes, p_packed;
   std::vector<float> q_scale, p_scale, scores;
   std::vector<int32_t> q_zp, p_zp, sums;
   PanelGemm gemm;
