@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <mutex>
 #include <string>
 #include <tuple>
@@ -21,12 +22,36 @@
 namespace fastdistilbert {
 namespace {
 
-// One layer's parsed weights and LayerNorm parameters.
+// One layer's parsed weights, LayerNorm parameters and how each Linear quantizes its input.
 struct Layer {
   GemmParams qkv, out, lin1, lin2;
   const float *sa_gamma, *sa_beta, *out_gamma, *out_beta;
   double sa_eps, out_eps;
+  CodeScheme qkv_in, out_in, lin1_in, lin2_in;
 };
+
+// Checks activation_params ([4 * layers, 2] float32: scale and zero point of each Linear's input, or undefined for
+// per-token codes) and points every layer's schemes at its rows.
+void parse_activation_params(const std::optional<at::Tensor>& params, std::vector<Layer>& layers, const char* op) {
+  if (!params.has_value()) return;
+  const at::Tensor& a = *params;
+  const int64_t n = int64_t(layers.size());
+  TORCH_CHECK(a.scalar_type() == at::kFloat && a.dim() == 2 && a.size(0) == 4 * n && a.size(1) == 2 &&
+              a.is_contiguous(), op, ": activation_params must be a contiguous float32 [4 * layers, 2] = [", 4 * n,
+              ", 2] tensor (scale, zero point of the qkv, out, lin1 and lin2 inputs of each layer), got ",
+              a.scalar_type(), " ", a.sizes());
+  const float* v = a.data_ptr<float>();
+  for (int64_t j = 0; j < 4 * n; ++j) {
+    const float scale = v[2 * j], zp = v[2 * j + 1];
+    TORCH_CHECK(std::isfinite(scale) && scale > 0 && zp >= 0 && zp <= 255 && zp == std::nearbyint(zp), op,
+                ": activation_params row ", j, " (layer ", j / 4, ") must hold a positive finite scale and an integer ",
+                "zero point in [0, 255], got ", scale, ", ", zp);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    CodeScheme* schemes[4] = {&layers[i].qkv_in, &layers[i].out_in, &layers[i].lin1_in, &layers[i].lin2_in};
+    for (int j = 0; j < 4; ++j) schemes[j]->params = v + 2 * (4 * i + j);
+  }
+}
 
 std::vector<Layer> parse_layers(const at::Tensor& h, at::TensorList packed, at::TensorList norms,
                                 at::ArrayRef<double> eps, int64_t n_heads, const char* op) {
@@ -86,23 +111,25 @@ struct SequenceEncoder {
     const int64_t dim = layers[0].out.N;
     x.resize(dim, L), x1.resize(dim, L), context.resize(dim, L);
     copy_rows(h_in + t0, T, x.h.data(), L, dim, L);
-    if (!x.quantize(k, dim, L)) return {0, "the input"};
+    if (!x.quantize(k, dim, L, layers[0].qkv_in)) return {0, "the input"};
     for (int64_t i = 0; i < int64_t(layers.size()); ++i) {
       const Layer& w = layers[i];
+      // The layer's output is coded for the next layer's QKV (the last layer's codes go unused).
+      const CodeScheme next_in = i + 1 < int64_t(layers.size()) ? layers[i + 1].qkv_in : CodeScheme{};
       if (!attention.run(k, w.qkv, x.codes.data(), false, x.scale.data(), x.zp.data(), L, n_heads, scaling,
                          context.h.data(), L, int8_attention))
         return {i, "Q, K or V (or the INT8 attention scores)"};
-      if (!context.quantize(k, dim, L)) return {i, "the attention context"};
+      if (!context.quantize(k, dim, L, w.out_in)) return {i, "the attention context"};
       if (!tail.run_direct(k, w.out, context.codes.data(), context.scale.data(), context.zp.data(), L, 0, x.h.data(),
-                           x1.target(L, w.sa_gamma, w.sa_beta, w.sa_eps)))
+                           x1.target(L, w.sa_gamma, w.sa_beta, w.sa_eps, w.lin1_in)))
         return {i, "the attention sublayer's normalized output"};
       GemmParams p1 = w.lin1;
       lin1.pack(k, p1, x1.codes.data(), false, x1.scale.data(), x1.zp.data(), L);
       for (int64_t b = 0; b < L; b += kFeedForwardBlock) {
         const int64_t width = std::min(kFeedForwardBlock, L - b);
-        if (!hidden.compute(k, p1, b, width)) return {i, "the first feed-forward linear's output"};
+        if (!hidden.compute(k, p1, b, width, w.lin2_in)) return {i, "the first feed-forward linear's output"};
         if (!tail.run_direct(k, w.lin2, hidden.codes.data(), hidden.scale.data(), hidden.zp.data(), width, b,
-                             x1.h.data(), x.target(L, w.out_gamma, w.out_beta, w.out_eps)))
+                             x1.h.data(), x.target(L, w.out_gamma, w.out_beta, w.out_eps, next_in)))
           return {i, "the feed-forward sublayer's normalized output"};
       }
     }
@@ -136,6 +163,36 @@ at::Tensor layer_by_layer(const at::Tensor& h, at::TensorList packed, at::Tensor
   return x;
 }
 
+// The reference order of encoder_fm for static activation codes (the Python runtime's layer path for calibrated
+// models): each Linear quantizes its fp32 input with its own scale and zero point, LayerNorms apart.
+at::Tensor layer_by_layer_static(const at::Tensor& h, at::TensorList packed, at::TensorList norms,
+                                 at::ArrayRef<double> eps, at::IntArrayRef lengths, int64_t n_heads, double scaling,
+                                 bool int8_attention, const std::vector<Layer>& layers) {
+  const int64_t dim = h.size(0);
+  auto linear = [&](const at::Tensor& x, CodeScheme in, const GemmParams& w, const at::Tensor& packed_w, bool gelu,
+                    const std::optional<at::Tensor>& residual) {
+    const double scale = in.params[0];
+    const int64_t zero_point = int64_t(in.params[1]);
+    return quantized_linear(quantize_per_tensor_fm(x, scale, zero_point), at::full({1}, scale, x.options()),
+                            at::full({1}, zero_point, x.options().dtype(at::kInt)), packed_w, w.N, gelu, residual,
+                            std::nullopt, std::nullopt);
+  };
+  at::Tensor x = h;
+  for (int64_t i = 0; i < int64_t(layers.size()); ++i) {
+    const Layer& l = layers[i];
+    const at::Tensor qkv = linear(x, l.qkv_in, l.qkv, packed[4 * i], false, std::nullopt);
+    const at::Tensor ctx = int8_attention ? attention_int8_fm(qkv, lengths, n_heads, scaling)
+                                          : attention_fm(qkv, lengths, n_heads, scaling);
+    const at::Tensor h1 = layer_norm_fm(linear(ctx, l.out_in, l.out, packed[4 * i + 1], false, x), norms[4 * i],
+                                        norms[4 * i + 1], eps[2 * i]);
+    const at::Tensor f = linear(h1, l.lin1_in, l.lin1, packed[4 * i + 2], true, std::nullopt);
+    x = layer_norm_fm(linear(f, l.lin2_in, l.lin2, packed[4 * i + 3], false, h1), norms[4 * i + 2], norms[4 * i + 3],
+                      eps[2 * i + 1]);
+  }
+  TORCH_INTERNAL_ASSERT(x.size(0) == dim);
+  return x;
+}
+
 // Whether whole sequences, longest first, each to the thread free first, keep every thread busy: the busiest
 // thread's tokens at most 1.25x the average. Measured on 2 threads, 80% (4,1), 128-token sequences, depth first vs
 // layer by layer: batch 2 13.4 vs 15.3 ms, batch 8 55.3 vs 61.9; batch 5 (1.2x) a tie within noise; batch 3
@@ -154,10 +211,12 @@ bool balanced(const std::vector<int64_t>& order, at::IntArrayRef lengths, int64_
 }  // namespace
 
 at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList norms, at::ArrayRef<double> eps,
-                      at::IntArrayRef lengths, int64_t n_heads, double scaling, bool int8_attention) {
+                      at::IntArrayRef lengths, int64_t n_heads, double scaling, bool int8_attention,
+                      const std::optional<at::Tensor>& activation_params) {
   const char* op = "encoder_fm";
   const KernelTable& k = active_kernels();
-  const std::vector<Layer> layers = parse_layers(h, packed, norms, eps, n_heads, op);
+  std::vector<Layer> layers = parse_layers(h, packed, norms, eps, n_heads, op);
+  parse_activation_params(activation_params, layers, op);
   const int64_t dim = h.size(0), T = h.size(1);
   const std::vector<int64_t> first = sequence_starts(op, lengths, T, "h");
   TORCH_INTERNAL_ASSERT(kFeedForwardBlock % k.token_align(k4x1) == 0);
@@ -168,7 +227,9 @@ at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
   if (T == 0) return new_output(dim, 0, at::kFloat);
   if (!balanced(order, lengths, at::get_num_threads()))
-    return layer_by_layer(h, packed, norms, eps, lengths, n_heads, scaling, int8_attention);
+    return activation_params.has_value()
+               ? layer_by_layer_static(h, packed, norms, eps, lengths, n_heads, scaling, int8_attention, layers)
+               : layer_by_layer(h, packed, norms, eps, lengths, n_heads, scaling, int8_attention);
   note_last_isa(k);
   at::Tensor out = new_output(dim, T, at::kFloat);
   std::atomic<int64_t> next{0};

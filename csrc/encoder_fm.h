@@ -15,12 +15,19 @@
 // int8_attention: the attention matmuls in INT8 (attention_int8.cpp); layer by layer, each attention_block_fm is
 // then layer_norm_quantize_fm(dynamic_quantized_linear(attention_int8_fm(quantized_linear(codes, qkv)), out,
 // residual=h)).
+// activation_params ([4 * layers, 2] float32, optional): static codes instead, the scale and zero point of the
+// inputs of each layer's qkv, out, lin1 and lin2 (a calibrated model); layer by layer, every Linear then quantizes
+// its fp32 input itself (quantize_per_tensor_fm, then quantized_linear) and the LayerNorms run alone
+// (layer_norm_fm), as the Python runtime does for such models.
 #pragma once
 #include <ATen/ATen.h>
+
+#include <optional>
 
 namespace fastdistilbert {
 
 at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList norms, at::ArrayRef<double> eps,
-                      at::IntArrayRef lengths, int64_t n_heads, double scaling, bool int8_attention);
+                      at::IntArrayRef lengths, int64_t n_heads, double scaling, bool int8_attention,
+                      const std::optional<at::Tensor>& activation_params);
 
 }  // namespace fastdistilbert

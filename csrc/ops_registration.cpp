@@ -98,7 +98,7 @@ TORCH_LIBRARY(fastdistilbert, m) {
   m.def("attention_int8_fm(Tensor qkv, int[] lengths, int n_heads, float scaling) -> Tensor");
   m.def(
       "encoder_fm(Tensor h, Tensor[] packed, Tensor[] norms, float[] eps, int[] lengths, int n_heads, "
-      "float scaling, bool int8_attention=False) -> Tensor");
+      "float scaling, bool int8_attention=False, Tensor? activation_params=None) -> Tensor");
   m.def("transpose_fm(Tensor x) -> Tensor");
 }
 

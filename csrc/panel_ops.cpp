@@ -4,6 +4,21 @@
 
 namespace fastdistilbert {
 
+bool quantize_columns(const KernelTable& k, CodeScheme scheme, const float* x, int64_t rows, int64_t T, int64_t t0,
+                      int64_t L, float* scale, int32_t* zp, uint8_t* codes) {
+  if (scheme.params == nullptr) return k.quantize_per_token(x, rows, T, t0, t0 + L, scale, zp, codes);
+  const float s = scheme.params[0], z = scheme.params[1];
+  bool finite = true;
+  if (L == T) {  // whole rows: one contiguous run
+    finite = k.quantize_static(x, rows * T, s, z, codes);
+  } else {
+    for (int64_t r = 0; r < rows; ++r) finite &= bool(k.quantize_static(x + r * T + t0, L, s, z, codes + r * T + t0));
+  }
+  std::fill(scale + t0, scale + t0 + L, s);
+  std::fill(zp + t0, zp + t0 + L, int32_t(z));
+  return finite;
+}
+
 void PanelGemm::pack(const KernelTable& k, GemmParams& p, const uint8_t* codes, bool flip_sign, const float* x_scale,
                      const int32_t* x_zp, int64_t L) {
   const int64_t align = k.token_align(p.pattern), Tp = (L + align - 1) / align * align;
@@ -47,7 +62,7 @@ bool SequenceAttention::run(const KernelTable& k, const GemmParams& qkv_weight, 
   return true;
 }
 
-bool HiddenPanel::compute(const KernelTable& k, const GemmParams& lin1, int64_t t0, int64_t width) {
+bool HiddenPanel::compute(const KernelTable& k, const GemmParams& lin1, int64_t t0, int64_t width, CodeScheme scheme) {
   resize(lin1.N, width);
   GemmParams a = lin1;
   a.gelu = 1;
@@ -56,7 +71,7 @@ bool HiddenPanel::compute(const KernelTable& k, const GemmParams& lin1, int64_t 
   a.ld = width;
   a.out_shift = -t0;
   k.gemm(a, 0, lin1.Np / 4, t0, t0 + width);
-  return quantize(k, lin1.N, width);
+  return quantize(k, lin1.N, width, scheme);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> empty_normalized(const at::Tensor& like) {
@@ -96,7 +111,7 @@ bool SublayerTail::run_direct(const KernelTable& k, GemmParams w, const uint8_t*
   w.residual = residual, w.out_f32 = out.h, w.out_u8 = nullptr, w.out_acc = nullptr;
   gemm.run(k, w, x_codes, false, x_scale, x_zp, L);
   k.layer_norm(out.h, N, out.T, t0, t0 + L, out.gamma, out.beta, out.eps, out.h);
-  return k.quantize_per_token(out.h, N, out.T, t0, t0 + L, out.scale, out.zp, out.codes);
+  return quantize_columns(k, out.scheme, out.h, N, out.T, t0, L, out.scale, out.zp, out.codes);
 }
 
 }  // namespace fastdistilbert

@@ -40,7 +40,13 @@ struct PanelGemm {
 // slower for (1,4) weights at 1024 tokens, whose activation panels then leave L2.
 constexpr int64_t kFeedForwardBlock = 64;
 
-// Where a sublayer ending in LayerNorm writes: h [N][T] fp32, its per-token u8 codes, scale and zero point.
+// How the consumer of an activation panel quantizes it: `params` = {scale, zero point} of a static per-tensor
+// scheme (the kernels' quantize_static; scale and zero point then fill the per-token arrays), nullptr: per token.
+struct CodeScheme {
+  const float* params = nullptr;
+};
+
+// Where a sublayer ending in LayerNorm writes: h [N][T] fp32, its u8 codes (per `scheme`), scale and zero point.
 struct NormalizedOutput {
   float* h;
   uint8_t* codes;
@@ -49,7 +55,13 @@ struct NormalizedOutput {
   int64_t T;
   const float *gamma, *beta;
   double eps;
+  CodeScheme scheme;
 };
+
+// Codes of tokens [t0, t0 + L) of x [rows][T] as `scheme` says, with their per-token scale and zero point; false
+// when those activations hold a NaN or Inf.
+bool quantize_columns(const KernelTable& k, CodeScheme scheme, const float* x, int64_t rows, int64_t T, int64_t t0,
+                      int64_t L, float* scale, int32_t* zp, uint8_t* codes);
 
 // A compact panel of fp32 activations [rows][L] and their per-token u8 codes (the kernels' quantize_per_token).
 struct ActivationPanel {
@@ -60,12 +72,12 @@ struct ActivationPanel {
 
   void resize(int64_t rows, int64_t L) { h.resize(rows * L), codes.resize(rows * L), scale.resize(L), zp.resize(L); }
   // The codes of h; false when h holds a NaN or Inf.
-  bool quantize(const KernelTable& k, int64_t rows, int64_t L) {
-    return k.quantize_per_token(h.data(), rows, L, 0, L, scale.data(), zp.data(), codes.data());
+  bool quantize(const KernelTable& k, int64_t rows, int64_t L, CodeScheme scheme = {}) {
+    return quantize_columns(k, scheme, h.data(), rows, L, 0, L, scale.data(), zp.data(), codes.data());
   }
-  // This panel as the output of a sublayer ending in LayerNorm (rows L apart).
-  NormalizedOutput target(int64_t L, const float* gamma, const float* beta, double eps) {
-    return {h.data(), codes.data(), scale.data(), zp.data(), L, gamma, beta, eps};
+  // This panel as the output of a sublayer ending in LayerNorm (rows L apart), coded for its consumer.
+  NormalizedOutput target(int64_t L, const float* gamma, const float* beta, double eps, CodeScheme scheme = {}) {
+    return {h.data(), codes.data(), scale.data(), zp.data(), L, gamma, beta, eps, scheme};
   }
 };
 
@@ -73,8 +85,8 @@ struct ActivationPanel {
 // per-token u8 codes for lin2.
 struct HiddenPanel : ActivationPanel {
   // Tokens [t0, t0 + width) of `lin1`, whose activations (xp, T, Tp, x_scale, x_zp) are set; t0 a multiple of
-  // kFeedForwardBlock. False when the hidden activations are not finite.
-  bool compute(const KernelTable& k, const GemmParams& lin1, int64_t t0, int64_t width);
+  // kFeedForwardBlock; codes for lin2 per `scheme`. False when the hidden activations are not finite.
+  bool compute(const KernelTable& k, const GemmParams& lin1, int64_t t0, int64_t width, CodeScheme scheme = {});
 };
 
 // INT8 attention of one head of one sequence (attention_int8.cpp): q, keys, values are compact [head][n] fp32

@@ -232,28 +232,52 @@ def attention_int8_fm(qkv: torch.Tensor, lengths: list[int], n_heads: int, scali
 
 
 def encoder_fm(h: torch.Tensor, packed: list[torch.Tensor], norms: list[torch.Tensor], eps: list[float],
-               lengths: list[int], n_heads: int, scaling: float, int8_attention: bool = False) -> torch.Tensor:
-    """The whole encoder stack for per-token codes, depth first (csrc/encoder_fm.h): bit-identical to quantizing
-    `h` per token, then for each layer i `attention_block_fm` with `packed[4i : 4i + 2]`, `norms[4i : 4i + 2]`,
-    `eps[2i]` and `feed_forward_block_fm` with `packed[4i + 2 : 4i + 4]`, `norms[4i + 2 : 4i + 4]`, `eps[2i + 1]`
-    (with `int8_attention`, the attention sublayer's matmuls run through `attention_int8_fm`). Each thread takes
-    whole sequences through every layer while their activations stay in its cache."""
+               lengths: list[int], n_heads: int, scaling: float, int8_attention: bool = False,
+               activation_params: torch.Tensor | None = None) -> torch.Tensor:
+    """The whole encoder stack, depth first (csrc/encoder_fm.h): bit-identical to quantizing `h` per token, then for
+    each layer i `attention_block_fm` with `packed[4i : 4i + 2]`, `norms[4i : 4i + 2]`, `eps[2i]` and
+    `feed_forward_block_fm` with `packed[4i + 2 : 4i + 4]`, `norms[4i + 2 : 4i + 4]`, `eps[2i + 1]` (with
+    `int8_attention`, the attention sublayer's matmuls run through `attention_int8_fm`). `activation_params`
+    (`[4 * layers, 2]` float32: scale and zero point of the inputs of each layer's qkv, out, lin1 and lin2) gives
+    static codes instead: each Linear quantizes its input with them (`quantize_per_tensor`). Each thread takes whole
+    sequences through every layer while their activations stay in its cache."""
     if not warn_if_unavailable():
-        codes = quantize_per_token(h)
-        for i in range(len(packed) // 4):
-            norm1, norm2 = norms[4 * i: 4 * i + 2], norms[4 * i + 2: 4 * i + 4]
-            if int8_attention:
-                ctx = attention_int8_fm(quantized_linear(*codes, packed[4 * i]), lengths, n_heads, scaling)
-                h1, *codes1 = layer_norm_quantize_fm(dynamic_quantized_linear(ctx, packed[4 * i + 1], residual=h),
-                                                     *norm1, eps[2 * i])
-            else:
-                h1, *codes1 = attention_block_fm(*codes, packed[4 * i], packed[4 * i + 1], h, *norm1, eps[2 * i],
-                                                 lengths, n_heads, scaling)
-            h, *codes = feed_forward_block_fm(*codes1, packed[4 * i + 2], packed[4 * i + 3], h1, *norm2,
-                                              eps[2 * i + 1])
-        return h
+        return _encoder_layer_by_layer(h, packed, norms, eps, lengths, n_heads, scaling, int8_attention,
+                                       activation_params)
     return torch.ops.fastdistilbert.encoder_fm(h, list(packed), list(norms), [float(e) for e in eps], list(lengths),
-                                               n_heads, scaling, int8_attention)
+                                               n_heads, scaling, int8_attention, activation_params)
+
+
+def _encoder_layer_by_layer(h, packed, norms, eps, lengths, n_heads, scaling, int8_attention, activation_params):
+    """encoder_fm's reference order, op by op."""
+    def linear(x, j, w, **kwargs):  # the j-th Linear (4 per layer), static codes
+        scale, zero_point = (float(v) for v in activation_params[j])
+        codes = quantize_per_tensor(x, scale, int(zero_point))
+        return quantized_linear(codes, torch.tensor([scale]), torch.tensor([int(zero_point)], dtype=torch.int32), w,
+                                **kwargs)
+
+    if activation_params is not None:
+        for i in range(len(packed) // 4):
+            qkv = linear(h, 4 * i, packed[4 * i])
+            ctx = (attention_int8_fm if int8_attention else attention_fm)(qkv, lengths, n_heads, scaling)
+            h1 = layer_norm_fm(linear(ctx, 4 * i + 1, packed[4 * i + 1], residual=h), *norms[4 * i: 4 * i + 2],
+                               eps[2 * i])
+            f = linear(h1, 4 * i + 2, packed[4 * i + 2], gelu=True)
+            h = layer_norm_fm(linear(f, 4 * i + 3, packed[4 * i + 3], residual=h1), *norms[4 * i + 2: 4 * i + 4],
+                              eps[2 * i + 1])
+        return h
+    codes = quantize_per_token(h)
+    for i in range(len(packed) // 4):
+        norm1, norm2 = norms[4 * i: 4 * i + 2], norms[4 * i + 2: 4 * i + 4]
+        if int8_attention:
+            ctx = attention_int8_fm(quantized_linear(*codes, packed[4 * i]), lengths, n_heads, scaling)
+            h1, *codes1 = layer_norm_quantize_fm(dynamic_quantized_linear(ctx, packed[4 * i + 1], residual=h),
+                                                 *norm1, eps[2 * i])
+        else:
+            h1, *codes1 = attention_block_fm(*codes, packed[4 * i], packed[4 * i + 1], h, *norm1, eps[2 * i],
+                                             lengths, n_heads, scaling)
+        h, *codes = feed_forward_block_fm(*codes1, packed[4 * i + 2], packed[4 * i + 3], h1, *norm2, eps[2 * i + 1])
+    return h
 
 
 def last_isa() -> str:
@@ -322,7 +346,7 @@ if EXTENSION_AVAILABLE:
         return _normalized_with_codes(residual)
 
     @torch.library.register_fake("fastdistilbert::encoder_fm")
-    def _(h, packed, norms, eps, lengths, n_heads, scaling, int8_attention=False):
+    def _(h, packed, norms, eps, lengths, n_heads, scaling, int8_attention=False, activation_params=None):
         return torch.empty_like(h)
 
     @torch.library.register_fake("fastdistilbert::layer_norm_fm")

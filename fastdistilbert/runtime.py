@@ -12,7 +12,7 @@ left with one scatter; in between, every Linear is a fused INT8 op:
     ff   = linear(h1, W_lin1, gelu)              GELU fused into the epilogue
     h    = LayerNorm(linear(ff, W_lin2) + h1)    residual fused into the epilogue
 
-With per-token (dynamic) activation scales, the whole stack is one op (csrc/encoder_fm.h, fp32 or INT8 attention):
+The whole stack is one op (csrc/encoder_fm.h, fp32 or INT8 attention, per-token or static activation scales):
 each thread takes whole sequences through every layer in panels that stay in its cache (when whole sequences
 cannot keep every thread busy, it runs the layer ops below, which split rows across threads). Layer by layer, with
 fp32 attention, the first three lines run as one op, sequence by sequence (csrc/self_attention_fm.cpp), and the
@@ -175,18 +175,22 @@ def layer_norm_feature_major(x: torch.Tensor, norm: torch.nn.LayerNorm, consumer
 
 
 def whole_encoder_arguments(model, layers: list[tuple]) -> tuple | None:
-    """(packed, norms, eps) of `ops.encoder_fm` for the (block, LayerKernels) pairs, or None when the model needs
-    the layer-by-layer path: a calibrated Linear (static input scale)."""
-    packed, norms, eps = [], [], []
+    """(packed, norms, eps, activation_params) of `ops.encoder_fm` for the (block, LayerKernels) pairs
+    (activation_params: None for per-token codes, the static scales and zero points of a calibrated model), or None
+    when the model needs the layer-by-layer path: some Linears with static input scales and some without."""
+    packed, norms, eps, params = [], [], [], []
     for block, kernels in layers:
         linears = (kernels.qkv, kernels.out, kernels.lin1, kernels.lin2)
-        if any(kernel.input_scale is not None for kernel in linears):
-            return None
         packed += [kernel.packed for kernel in linears]
+        params += [(kernel.input_scale, kernel.input_zero_point) for kernel in linears if kernel.input_scale is not None]
         for norm in (block.sa_layer_norm, block.output_layer_norm):
             norms += [norm.weight.detach(), norm.bias.detach()]
             eps.append(norm.eps)
-    return packed, norms, eps
+    if not params:
+        return packed, norms, eps, None
+    if len(params) != len(packed):
+        return None
+    return packed, norms, eps, torch.tensor([[float(scale), float(zero_point)] for scale, zero_point in params])
 
 
 def packed_tokens(attention_mask: torch.Tensor):
@@ -236,7 +240,8 @@ def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     int8_attention = model.config.int8_attention
     whole = whole_encoder_arguments(model, layers)
     if whole is not None:  # one op, each sequence through every layer while it stays in cache
-        h = ops.encoder_fm(h, *whole, lengths, config.n_heads, scaling, int8_attention)
+        packed, norms, eps, activation_params = whole
+        h = ops.encoder_fm(h, packed, norms, eps, lengths, config.n_heads, scaling, int8_attention, activation_params)
     else:
         h = encoder_layers(h, layers, lengths, config.n_heads, scaling, int8_attention)
     hidden = ops.transpose_fm(h)  # [tokens, dim]: index_put from the transposed view is 2.5x slower

@@ -29,6 +29,14 @@ def encoder_case(pattern: str, lengths: list[int], seed: int = 0):
     return h, packed, norms, eps
 
 
+def every_case(test):
+    """Every ISA x pattern x sequence mix x thread count x attention precision."""
+    for name, values in (("int8_attention", [False, True]), ("n_threads", [1, 2]), ("lengths", SEQUENCES),
+                         ("pattern", PATTERNS), ("isa", AVAILABLE_ISAS)):
+        test = pytest.mark.parametrize(name, values)(test)
+    return test
+
+
 def layer_by_layer(h, packed, norms, eps, lengths, int8_attention=False):
     codes = ops.quantize_per_token(h)
     for i in range(LAYERS):
@@ -44,11 +52,7 @@ def layer_by_layer(h, packed, norms, eps, lengths, int8_attention=False):
     return h
 
 
-@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
-@pytest.mark.parametrize("pattern", PATTERNS)
-@pytest.mark.parametrize("lengths", SEQUENCES)
-@pytest.mark.parametrize("n_threads", [1, 2])
-@pytest.mark.parametrize("int8_attention", [False, True])
+@every_case
 def test_encoder_is_the_layer_by_layer_ops_exactly(isa, pattern, lengths, n_threads, int8_attention):
     h, packed, norms, eps = encoder_case(pattern, lengths)
     with threads(n_threads), forced_isa(isa), output_sentinel(0x7F):
@@ -56,6 +60,30 @@ def test_encoder_is_the_layer_by_layer_ops_exactly(isa, pattern, lengths, n_thre
         assert ops.last_isa() == isa
         want = layer_by_layer(h, packed, norms, eps, lengths, int8_attention)
     assert torch.equal(whole, want)
+
+
+def static_params(seed: int = 0) -> torch.Tensor:
+    """[4 * LAYERS, 2]: a scale and zero point per Linear input (qkv, out, lin1, lin2) covering its usual range."""
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for _ in range(LAYERS):
+        for scale, zero_point in ((0.03, 128), (0.02, 120), (0.03, 128), (0.02, 12)):  # lin2: GELU outputs
+            rows.append([scale * (1 + 0.2 * torch.rand(1, generator=g).item()), zero_point])
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+@every_case
+def test_static_encoder_is_the_layer_by_layer_ops_exactly(isa, pattern, lengths, n_threads, int8_attention):
+    """With static codes (a calibrated model), depth first or (too few sequences for the threads) its own layer
+    order: every Linear quantizing its input with its scale and zero point, as the Python runtime's layer path."""
+    h, packed, norms, eps = encoder_case(pattern, lengths)
+    params = static_params()
+    with threads(n_threads), forced_isa(isa), output_sentinel(0x7F):
+        whole = ops.encoder_fm(h, packed, norms, eps, lengths, HEADS, 0.3, int8_attention, params)
+        assert ops.last_isa() == isa
+        want = ops._encoder_layer_by_layer(h, packed, norms, eps, lengths, HEADS, 0.3, int8_attention, params)
+    assert torch.equal(whole, want)
+    assert not torch.equal(whole, layer_by_layer(h, packed, norms, eps, lengths, int8_attention))  # not per token
 
 
 def test_encoder_balances_unequal_sequences_over_threads():
@@ -74,8 +102,9 @@ def test_encoder_opcheck():
     lengths = [7, 30, 2]
     h, packed, norms, eps = encoder_case("4x1", lengths)
     for int8_attention in (False, True):
-        torch.library.opcheck(torch.ops.fastdistilbert.encoder_fm.default,
-                              (h, packed, norms, eps, lengths, HEADS, 0.3, int8_attention))
+        for params in (None, static_params()):
+            torch.library.opcheck(torch.ops.fastdistilbert.encoder_fm.default,
+                                  (h, packed, norms, eps, lengths, HEADS, 0.3, int8_attention, params))
 
 
 def test_encoder_bad_input():
@@ -109,9 +138,24 @@ def test_encoder_bad_input():
         call(h=h.double())
     with pytest.raises(RuntimeError, match=r"encoder_fm: packed weight is corrupt \(bad magic"):
         call(packed=[torch.zeros(256, dtype=torch.uint8)] + packed[1:])
+    params = static_params()
+    with pytest.raises(RuntimeError, match=r"activation_params must be a contiguous float32 \[4 \* layers, 2\] = "
+                                           r"\[8, 2\] tensor .* got Float \[7, 2\]"):
+        call(activation_params=params[:7])
+    with pytest.raises(RuntimeError, match=r"activation_params must be .* got Double"):
+        call(activation_params=params.double())
+    for row, value, message in ((5, [0.0, 128.0], r"row 5 \(layer 1\) must hold a positive finite scale"),
+                                (2, [float("nan"), 128.0], r"row 2 \(layer 0\)"),
+                                (7, [0.03, 256.0], r"integer zero point in \[0, 255\], got 0.03, 256"),
+                                (0, [0.03, 12.5], r"got 0.03, 12.5")):
+        wrong = params.clone()
+        wrong[row] = torch.tensor(value)
+        with pytest.raises(RuntimeError, match=message):
+            call(activation_params=wrong)
     bad = h.clone()
     bad[3, 20] = float("nan")
     for n_threads in (1, 2):
         for int8_attention in (False, True):
-            with threads(n_threads), pytest.raises(RuntimeError, match="NaN or Inf"):
-                call(h=bad, int8_attention=int8_attention)
+            for activation_params in (None, params):
+                with threads(n_threads), pytest.raises(RuntimeError, match="NaN or Inf"):
+                    call(h=bad, int8_attention=int8_attention, activation_params=activation_params)

@@ -66,18 +66,35 @@ def test_fused_runtime_is_the_unfused_kernels_exactly(static, sparse, n_threads,
 
 
 @pytest.mark.parametrize("static", [False, True])
-def test_dynamic_models_run_the_whole_encoder_as_one_op(static, monkeypatch):
-    """Per-token (dynamic) models run ops.encoder_fm, with fp32 or INT8 attention; calibrated models keep the layer
-    path."""
+def test_models_run_the_whole_encoder_as_one_op(static, monkeypatch):
+    """Per-token (dynamic) and calibrated (static) models run ops.encoder_fm, with INT8 or fp32 attention; the static
+    one passes each Linear's input scale and zero point."""
     model, batch = model_and_batch(static, sparse=True)
     calls = []
     real = ops.encoder_fm
-    monkeypatch.setattr(ops, "encoder_fm", lambda *args: calls.append((len(args[1]), args[-1])) or real(*args))
+    monkeypatch.setattr(ops, "encoder_fm", lambda *args: calls.append(args) or real(*args))
     with torch.inference_mode():
         model(**batch)
         model.distilbert.int8_attention = False
         model(**batch)
-    assert calls == ([] if static else [(4 * model.config.n_layers, True), (4 * model.config.n_layers, False)])
+    assert [(len(args[1]), args[7]) for args in calls] == [(4 * model.config.n_layers, True),
+                                                          (4 * model.config.n_layers, False)]
+    params = calls[0][8]
+    if not static:
+        assert params is None
+        return
+    linears = [m for block in model.distilbert.transformer.layer
+               for m in (block.attention.q_lin, block.attention.out_lin, block.ffn.lin1, block.ffn.lin2)]
+    assert torch.equal(params, torch.tensor([[float(m.input_scale), float(m.input_zero_point)] for m in linears]))
+
+
+def test_mixed_static_and_dynamic_linears_run_layer_by_layer(monkeypatch):
+    model, batch = model_and_batch(static=True, sparse=True)
+    lin2 = model.distilbert.transformer.layer[1].ffn.lin2
+    lin2.input_scale, lin2.input_zero_point = None, None  # this Linear now quantizes its input per token
+    monkeypatch.setattr(ops, "encoder_fm", lambda *args: pytest.fail("encoder_fm called for a mixed model"))
+    with torch.inference_mode():
+        assert model(**batch).start_logits.isfinite().all()
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
