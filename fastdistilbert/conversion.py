@@ -136,8 +136,9 @@ def quantize_model(model, activation_params: dict[str, tuple[float, int]] | None
     """
     if model.config.is_quantized:
         raise ValueError("model is already quantized")
-    section = quantization_section("static" if activation_params is not None else "dynamic", attention=attention)
     static = activation_params is not None
+    # Built first: an unknown `attention` is refused before any module is swapped.
+    section = quantization_section("static" if static else "dynamic", attention=attention)
     names = encoder_linear_names(model.config)
     if static:
         unknown = sorted(set(activation_params) - set(names))
