@@ -9,10 +9,9 @@ import fastdistilbert as fd
 from fastdistilbert.testing import prune_encoder_blocks, tiny_distilbert_qa
 
 
-def _model(attention="int8", sparse=True):
-    hf = tiny_distilbert_qa(seed=5, dim=64, n_heads=4, hidden_dim=128, max_position_embeddings=64)
-    if sparse:
-        prune_encoder_blocks(hf, 0.8, (4, 1))
+def _model(attention="int8"):
+    hf = prune_encoder_blocks(tiny_distilbert_qa(seed=5, dim=64, n_heads=4, hidden_dim=128, max_position_embeddings=64),
+                              0.8, (4, 1))
     return fd.convert_to_fast(hf, quantize=True, attention=attention).eval()
 
 
@@ -27,13 +26,9 @@ def _batch(left=False):
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def _logits(model, batch, kernels=True):
-    model.distilbert.use_int8_kernels = kernels
-    try:
-        with torch.no_grad():
-            out = model(**batch)
-    finally:
-        model.distilbert.use_int8_kernels = True
+def _logits(model, batch):
+    with torch.no_grad():
+        out = model(**batch)
     return torch.stack([out.start_logits, out.end_logits])
 
 
