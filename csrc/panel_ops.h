@@ -63,7 +63,8 @@ struct NormalizedOutput {
 bool quantize_columns(const KernelTable& k, CodeScheme scheme, const float* x, int64_t rows, int64_t T, int64_t t0,
                       int64_t L, float* scale, int32_t* zp, uint8_t* codes);
 
-// A compact panel of fp32 activations [rows][L] and their per-token u8 codes (the kernels' quantize_per_token).
+// A compact panel of fp32 activations [rows][L] and their u8 codes with per-token scale and zero point (per token,
+// or one static scale and zero point repeated: CodeScheme).
 struct ActivationPanel {
   std::vector<float> h;        // [rows][L]
   std::vector<uint8_t> codes;  // [rows][L]
@@ -82,7 +83,7 @@ struct ActivationPanel {
 };
 
 // The feed-forward's hidden layer for one block of tokens: GELU(lin1) into a compact [N1][width] panel, and its
-// per-token u8 codes for lin2.
+// u8 codes for lin2.
 struct HiddenPanel : ActivationPanel {
   // Tokens [t0, t0 + width) of `lin1`, whose activations (xp, T, Tp, x_scale, x_zp) are set; t0 a multiple of
   // kFeedForwardBlock; codes for lin2 per `scheme`. False when the hidden activations are not finite.

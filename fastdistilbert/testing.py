@@ -16,6 +16,17 @@ def tiny_distilbert_qa(seed: int = 0, **overrides) -> DistilBertForQuestionAnswe
     return DistilBertForQuestionAnswering(DistilBertConfig(**values)).eval()
 
 
+def padding_mask(batch: int, seq: int, lengths: list[int], left: bool = False) -> torch.Tensor:
+    """[batch, seq] int64 attention mask: row i has lengths[i] real tokens, padded on the right (or the left)."""
+    mask = torch.zeros(batch, seq, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        if left:
+            mask[row, seq - n:] = 1
+        else:
+            mask[row, :n] = 1
+    return mask
+
+
 def minilm_dir() -> Path:
     """Directory of the real pretrained encoder (BertModel, 6 layers, hidden 384, bert-base-uncased vocab)."""
     try:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import fastdistilbert as fd
-from fastdistilbert.testing import prune_encoder_blocks, tiny_distilbert_qa
+from fastdistilbert.testing import padding_mask, prune_encoder_blocks, tiny_distilbert_qa
 
 
 def _model(attention="int8"):
@@ -17,13 +17,7 @@ def _model(attention="int8"):
 
 def _batch(left=False):
     ids = torch.randint(0, 97, (3, 21), generator=torch.Generator().manual_seed(1))
-    mask = torch.zeros(3, 21, dtype=torch.long)
-    for row, n in enumerate([21, 13, 4]):
-        if left:
-            mask[row, 21 - n:] = 1
-        else:
-            mask[row, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask}
+    return {"input_ids": ids, "attention_mask": padding_mask(3, 21, [21, 13, 4], left)}
 
 
 def _logits(model, batch):

@@ -3,19 +3,9 @@ import pytest
 import torch
 
 import fastdistilbert as fd
-from fastdistilbert.testing import prune_encoder_blocks, tiny_distilbert_qa
+from fastdistilbert.testing import padding_mask, prune_encoder_blocks, tiny_distilbert_qa
 
 pytestmark = pytest.mark.skipif(not fd.ops_available.kernels_available(), reason="needs the C++ extension")
-
-
-def _mask(batch, seq, lengths, left=False):
-    mask = torch.zeros(batch, seq, dtype=torch.long)
-    for row, n in enumerate(lengths):
-        if left:
-            mask[row, seq - n:] = 1
-        else:
-            mask[row, :n] = 1
-    return mask
 
 
 def _both_paths(model, **inputs):
@@ -39,7 +29,7 @@ def test_fast_path_matches_reference_path(sparsity, block, left):
     expected_format = {0.0: "dense", 0.8: f"{block[0]}x{block[1]}"}[sparsity]
     assert {r["format"] for r in model.kernel_report()} == {expected_format}
     ids = torch.randint(0, 97, (3, 21), generator=torch.Generator().manual_seed(1))
-    mask = _mask(3, 21, [21, 13, 4], left=left)
+    mask = padding_mask(3, 21, [21, 13, 4], left=left)
     fast, ref = _both_paths(model, input_ids=ids, attention_mask=mask)
     valid = mask.bool()
     # Same integer GEMMs; the fp32 parts (GELU approximation, LayerNorm, attention blocking) round differently,
@@ -53,7 +43,7 @@ def test_packed_batch_equals_each_sequence_alone():
     ids = torch.randint(0, 97, (3, 17), generator=torch.Generator().manual_seed(3))
     lengths = [17, 9, 2]
     with torch.no_grad():
-        batched = model(input_ids=ids, attention_mask=_mask(3, 17, lengths)).start_logits
+        batched = model(input_ids=ids, attention_mask=padding_mask(3, 17, lengths)).start_logits
         for row, n in enumerate(lengths):
             alone = model(input_ids=ids[row:row + 1, :n]).start_logits
             assert torch.allclose(batched[row, :n], alone[0], atol=1e-5, rtol=0)
@@ -63,7 +53,7 @@ def test_hidden_states_at_padding_are_zero_and_requests_for_extra_outputs_use_re
     model = fd.convert_to_fast(tiny_distilbert_qa(), quantize=True).eval()
     ids = torch.randint(0, 97, (2, 9))
     with torch.no_grad():
-        out = model.distilbert(input_ids=ids, attention_mask=_mask(2, 9, [9, 5]))
+        out = model.distilbert(input_ids=ids, attention_mask=padding_mask(2, 9, [9, 5]))
         assert torch.count_nonzero(out.last_hidden_state[1, 5:]) == 0
         full = model.distilbert(input_ids=ids, output_hidden_states=True)
     assert len(full.hidden_states) == model.config.n_layers + 1

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import fastdistilbert as fd
-from fastdistilbert.testing import tiny_distilbert_qa
+from fastdistilbert.testing import padding_mask, tiny_distilbert_qa
 
 DIM, VOCAB, MAX_POSITIONS = 21, 97, 40  # tiny_distilbert_qa's sizes
 
@@ -130,12 +130,7 @@ def test_mixed_length_batch_equals_per_sequence_runs(any_path, left_padding):
     (to fp32 rounding: batched attention sums in another order)."""
     seq, lengths = 19, [19, 11, 3, 1]
     batch_ids = ids(len(lengths), seq, seed=6)
-    mask = torch.zeros(len(lengths), seq, dtype=torch.long)
-    for row, n in enumerate(lengths):
-        if left_padding:
-            mask[row, seq - n:] = 1
-        else:
-            mask[row, :n] = 1
+    mask = padding_mask(len(lengths), seq, lengths, left_padding)
     with torch.no_grad():
         batched = any_path(input_ids=batch_ids, attention_mask=mask)
         for row, n in enumerate(lengths):

@@ -37,19 +37,9 @@ def every_case(test):
     return test
 
 
-def layer_by_layer(h, packed, norms, eps, lengths, int8_attention=False):
-    codes = ops.quantize_per_token(h)
-    for i in range(LAYERS):
-        if int8_attention:
-            ctx = ops.attention_int8_fm(ops.quantized_linear(*codes, packed[4 * i]), lengths, HEADS, 0.3)
-            h1, *codes1 = ops.layer_norm_quantize_fm(ops.dynamic_quantized_linear(ctx, packed[4 * i + 1], residual=h),
-                                                     norms[4 * i], norms[4 * i + 1], eps[2 * i])
-        else:
-            h1, *codes1 = ops.attention_block_fm(*codes, packed[4 * i], packed[4 * i + 1], h, norms[4 * i],
-                                                 norms[4 * i + 1], eps[2 * i], lengths, HEADS, 0.3)
-        h, *codes = ops.feed_forward_block_fm(*codes1, packed[4 * i + 2], packed[4 * i + 3], h1, norms[4 * i + 2],
-                                              norms[4 * i + 3], eps[2 * i + 1])
-    return h
+def layer_by_layer(h, packed, norms, eps, lengths, int8_attention=False, activation_params=None):
+    """encoder_fm's reference order, op by op (ops.attention_block_fm, ops.feed_forward_block_fm, ...)."""
+    return ops._encoder_layer_by_layer(h, packed, norms, eps, lengths, HEADS, 0.3, int8_attention, activation_params)
 
 
 @every_case
@@ -81,7 +71,7 @@ def test_static_encoder_is_the_layer_by_layer_ops_exactly(isa, pattern, lengths,
     with threads(n_threads), forced_isa(isa), output_sentinel(0x7F):
         whole = ops.encoder_fm(h, packed, norms, eps, lengths, HEADS, 0.3, int8_attention, params)
         assert ops.last_isa() == isa
-        want = ops._encoder_layer_by_layer(h, packed, norms, eps, lengths, HEADS, 0.3, int8_attention, params)
+        want = layer_by_layer(h, packed, norms, eps, lengths, int8_attention, params)
     assert torch.equal(whole, want)
     assert not torch.equal(whole, layer_by_layer(h, packed, norms, eps, lengths, int8_attention))  # not per token
 
