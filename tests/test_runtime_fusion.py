@@ -55,7 +55,7 @@ def test_fused_runtime_is_the_unfused_kernels_exactly(static, sparse, n_threads,
     assert {r["activations"] for r in model.kernel_report()} == {"static" if static else "dynamic"}
     with threads(n_threads), torch.inference_mode():
         fused = model(**batch)
-        monkeypatch.setattr(runtime, "whole_encoder_arguments", lambda model, layers: None)
+        monkeypatch.setattr(runtime, "cached_whole_encoder_arguments", lambda model, kernels: None)
         monkeypatch.setattr(runtime.LayerKernels, "attention_block", unfused_attention_block)
         monkeypatch.setattr(runtime.LayerKernels, "self_attention", unfused_self_attention)
         monkeypatch.setattr(runtime.LayerKernels, "feed_forward", unfused_feed_forward)
@@ -103,7 +103,38 @@ def test_int8_attention_model_is_the_layer_path_exactly(n_threads, monkeypatch):
     assert model.distilbert.int8_attention
     with threads(n_threads), torch.inference_mode():
         whole = model(**batch)
-        monkeypatch.setattr(runtime, "whole_encoder_arguments", lambda model, layers: None)
+        monkeypatch.setattr(runtime, "cached_whole_encoder_arguments", lambda model, kernels: None)
         layers = model(**batch)
     assert torch.equal(whole.start_logits, layers.start_logits)
     assert torch.equal(whole.end_logits, layers.end_logits)
+
+
+def test_whole_encoder_arguments_are_made_once_and_follow_layer_norm_changes(monkeypatch):
+    """The op's argument lists are cached with the packed kernels; a LayerNorm changed in place, replaced, or given
+    another eps is seen by the next forward (the kernels and their cached arguments are rebuilt)."""
+    model, batch = model_and_batch(static=False, sparse=True)
+    made = []
+    real = runtime.whole_encoder_arguments
+    monkeypatch.setattr(runtime, "whole_encoder_arguments", lambda *args: made.append(1) or real(*args))
+
+    def forward():
+        with torch.inference_mode():
+            return model(**batch).start_logits
+
+    first = forward()
+    assert torch.equal(forward(), first) and len(made) == 1
+    norm = model.distilbert.transformer.layer[1].output_layer_norm
+    with torch.no_grad():
+        norm.weight.mul_(1.5)
+    assert not torch.equal(forward(), first)
+    norm.weight = torch.nn.Parameter(norm.weight.detach() / 1.5)
+    rebuilt = len(made)
+    assert torch.equal(forward(), first) and len(made) == rebuilt + 1
+    norm.eps = 0.5
+    assert not torch.equal(forward(), first) and len(made) == rebuilt + 2
+    model.distilbert.use_int8_kernels = False
+    with torch.inference_mode():
+        reference = model(**batch).start_logits
+    model.distilbert.use_int8_kernels = True
+    valid = batch["attention_mask"].bool()
+    assert (forward() - reference)[valid].abs().max() < 2e-3
