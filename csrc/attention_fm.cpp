@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "dispatch.h"
+#include "panel_ops.h"
 
 namespace fastdistilbert {
 
@@ -55,7 +56,7 @@ at::Tensor attention_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t 
   const float* x = qkv.data_ptr<float>();
   float* ctx = out.data_ptr<float>();
   at::parallel_for(0, n_seq * n_heads, 1, [&](int64_t b, int64_t e) {
-    thread_local std::vector<float> scratch;  // kept between calls (no allocation or zero-filling per call)
+    thread_local AlignedVector<float> scratch;  // kept between calls (no allocation or zero-filling per call)
     scratch.resize(std::max<size_t>(scratch.size(), (3 * head + longest) * Lp));
     for (int64_t item = b; item < e; ++item) {
       const int64_t s = item / n_heads, h = item % n_heads, n = lengths[s];

@@ -96,7 +96,7 @@ at::Tensor attention_int8_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int
   const KernelTable& k = active_kernels();
   std::atomic<bool> finite{true};
   at::parallel_for(0, int64_t(lengths.size()) * n_heads, 1, [&](int64_t b, int64_t e) {
-    thread_local std::vector<float> blocks;  // Q, K and V of one head as compact [head, n] blocks
+    thread_local AlignedVector<float> blocks;  // Q, K and V of one head as compact [head, n] blocks
     thread_local Int8HeadAttention attention;
     for (int64_t item = b; item < e; ++item) {
       const int64_t s = item / n_heads, h = item % n_heads, n = lengths[s];

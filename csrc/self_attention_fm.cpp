@@ -23,7 +23,7 @@ int64_t nonempty(at::IntArrayRef lengths) {
 
 // A sequence's columns of the [K][T] codes, copied into a compact [K][L] panel for SequenceAttention.
 const uint8_t* sequence_codes(const uint8_t* x_q, int64_t K, int64_t T, int64_t t0, int64_t L) {
-  thread_local std::vector<uint8_t> panel;  // kept between calls
+  thread_local AlignedVector<uint8_t> panel;  // kept between calls
   panel.resize(K * L);
   copy_rows(x_q + t0, T, panel.data(), L, K, L);
   return panel.data();
