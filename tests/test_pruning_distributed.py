@@ -2,12 +2,15 @@
 same masks, sparsity, activation ranges and weights. Run by pytest; the same file is the torchrun worker."""
 from __future__ import annotations
 
+import faulthandler
+import gc
 import hashlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -44,7 +47,8 @@ def _digest(tensors) -> str:
     return h.hexdigest()
 
 
-def main(out_dir: str) -> None:
+def _train_and_report(out_dir: str) -> tuple[dict, list]:
+    """Both stages and the report; returns weak references to the DDP wrappers the trainers made."""
     import torch
     import torch.distributed as dist
 
@@ -87,11 +91,30 @@ def main(out_dir: str) -> None:
         "ranges_digest": _digest(ranges),
         "broadcast_digest": _digest(own),
     }
-    (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(report))
+    wrappers = [weakref.ref(t.model_wrapped) for t in (stage1, stage2)
+                if isinstance(t.model_wrapped, torch.nn.parallel.DistributedDataParallel)]
+    return report, wrappers
+
+
+def main(out_dir: str) -> None:
+    import torch.distributed as dist
+
+    # A hang must show where it is, inside the test's own timeout.
+    faulthandler.dump_traceback_later(240, exit=True)
+    report, wrappers = _train_and_report(out_dir)
+    (Path(out_dir) / f"rank{dist.get_rank()}.json").write_text(json.dumps(report))
+    # The DDP wrappers must be gone before the process group: a DDP reducer holding the last reference destroys
+    # the gloo group with the GIL held, and the group's destructor joins a worker thread that may be waiting for the
+    # GIL to release a finished collective's tensors (a deadlock seen under load). Dropped here, the group dies in
+    # destroy_process_group, whose binding releases the GIL first.
+    gc.collect()
+    alive = [w for w in wrappers if w() is not None]
+    assert len(wrappers) == 2 and not alive, f"{len(wrappers)} DDP wrappers made, {len(alive)} still alive"
     # Tear gloo down before interpreter exit: left to process teardown, its threads can be destroyed while still
     # joinable, and the process aborts ("terminate called without an active exception") after the work is done.
     dist.barrier()
     dist.destroy_process_group()
+    faulthandler.cancel_dump_traceback_later()
 
 
 if __name__ == "__main__":
