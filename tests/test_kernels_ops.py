@@ -152,6 +152,26 @@ def test_quantize_per_token_every_isa_every_tail(isa, tokens):
 
 
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
+def test_quantize_per_token_extreme_magnitudes_every_isa(isa):
+    """Tokens whose range is subnormal (1 / scale overflows to Inf, so x / scale is +-Inf or NaN) or near the float
+    maximum (hi - lo overflows): every variant's vector path gives the shared math's codes, not a wrapped integer."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(29, 40, generator=g)
+    tiny = torch.rand(29, 40, generator=g) * 1e-40
+    x[:, 0::4] = tiny[:, 0::4]                      # positive subnormal range: x / scale = +Inf
+    x[:, 1::4] = -tiny[:, 1::4]                     # negative subnormal range
+    x[:, 2::4] = tiny[:, 2::4] - 0.5e-40            # both signs, subnormal
+    x[:, 3::8] = torch.randn(29, 5, generator=g).sign() * 3e38  # hi - lo overflows to Inf
+    x[0, 2] = 0.0                                   # an exact zero beside an overflowing 1 / scale: 0 * Inf = NaN
+    with forced_isa(isa):
+        q, scale, zp = ops.quantize_per_token(x)
+    want_scale, want_zp = Q.dynamic_activation_params(x.t())
+    assert torch.equal(scale, want_scale) and torch.equal(zp, want_zp)
+    assert torch.equal(q, Q.quantize_activation(x.t(), want_scale, want_zp).t())
+    assert all(torch.equal(a, b) for a, b in zip((q, scale, zp), R.quantize_per_token(x)))
+
+
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
 def test_quantize_per_token_refuses_non_finite_values_in_every_vector(isa):
     """NaN or Inf in any token of a multi-vector group, a single vector or the scalar tail is refused."""
     for token in (0, 9, 17, 40, 63, 70, 99, 105):  # 110 tokens: every kind on both 8- and 16-lane variants
