@@ -395,7 +395,7 @@ def test_attention_int8_fm_refuses_overflowing_scores():
         ops.attention_int8_fm(qkv, [5, 7], 3, 0.5)
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (33, 65), (64, 32), (1000, 768), (0, 4)])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (33, 65), (64, 32), (130, 7), (1000, 768), (0, 4)])
 def test_transpose_fm_is_the_contiguous_transpose(shape):
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(shape[0]))
     assert torch.equal(ops.transpose_fm(x), x.t().contiguous())
