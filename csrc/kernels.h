@@ -26,7 +26,7 @@
 //   acc' = acc - x_zp[t] * wsum[n]                  (int32)
 //   y = float(acc') * (x_scale[t] * w_scale[n])     (product of scales first)
 //   y = y + bias[n]                                  (only when the packed weight has a bias)
-//   y = gelu(y)                                      (optional; erf approximation: erf_constants.h)
+//   y = gelu(y)                                      (optional; rational approximation: erf_constants.h)
 //   y = y + residual[n][t]                           (optional)
 //   q = clamp(nearbyint(y * (1 / out_scale)) + out_zp, 0, 255)  (optional requantization to u8)
 #pragma once

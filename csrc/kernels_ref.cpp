@@ -66,15 +66,15 @@ static float exp_codes(float d) {
   return e * scale;
 }
 
-static float erf_approx(float x) {
-  const float a = std::fmin(std::fmax(x, -erfc::kClamp), erfc::kClamp);
-  const float z = a * a;
-  float p = erfc::kErfP[5], q = erfc::kErfQ[5];
+static float gelu(float y) {
+  const float a = std::fmin(std::fmax(y, -erfc::kGeluClamp), erfc::kGeluClamp);
+  const float u = a * a;
+  float r = erfc::kGeluR[5], s = erfc::kGeluS[5];
   for (int i = 4; i >= 0; --i) {
-    p = std::fma(p, z, erfc::kErfP[i]);
-    q = std::fma(q, z, erfc::kErfQ[i]);
+    r = std::fma(r, u, erfc::kGeluR[i]);
+    s = std::fma(s, u, erfc::kGeluS[i]);
   }
-  return (a * p) / q;
+  return y * std::fma(a, r / s, 0.5f);
 }
 
 static void softmax_codes(const float* s, int64_t rows, int64_t cols, int64_t Tp, uint8_t* xp, int32_t* sums) {
@@ -143,7 +143,7 @@ static void epilogue(const GemmParams& p, int64_t n, int64_t t, int32_t acc) {
   const int32_t a = acc - p.x_zp[t] * p.wsum[n];
   float y = float(a) * (p.x_scale[t] * p.w_scale[n]);
   if (p.bias) y = y + p.bias[n];
-  if (p.gelu) y = (0.5f * y) * (1.0f + erf_approx(y * erfc::kInvSqrt2));
+  if (p.gelu) y = gelu(y);
   if (p.residual) y = y + p.residual[o];
   if (p.out_u8) {
     float q = std::nearbyint(y * (1.0f / p.out_scale)) + p.out_zp;

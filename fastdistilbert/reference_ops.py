@@ -9,7 +9,7 @@ Epilogue, in this order, all fp32 (csrc/kernels.h):
     acc' = acc - x_zp[t] * wsum[n]               (int32)
     y = float(acc') * (x_scale[t] * w_scale[n])  (product of scales first)
     y = y + bias[n]                              (only when the packed weight has a bias)
-    y = gelu(y) = (0.5 * y) * (1 + erf(y * 1/sqrt(2)))     (optional; erf below)
+    y = gelu(y) = y * fma(a, R(a^2) / S(a^2), 1/2), a = clamp(y, +-4 sqrt 2)  (optional; see gelu)
     y = y + residual[n, t]                       (optional)
     q = clamp(round(y * (1 / out_scale)) + out_zp, 0, 255) (optional, uint8 output)
 """
@@ -28,15 +28,14 @@ PATTERNS = {"dense": 0, "4x1": 1, "1x4": 2}
 PATTERN_NAMES = {v: k for k, v in PATTERNS.items()}
 _HEADER = struct.Struct("<8sII" + "q" * 13 + "II")  # 128 bytes; see csrc/packed_weight.h
 
-# erf approximation constants, bit-identical to csrc/erf_constants.h (hex = exact float32 values).
-_ERF_CLAMP = 4.0
-_ERF_P = [float.fromhex(h) for h in ("0x1.20dd72p+0", "0x1.91e5eap-3", "0x1.b5fef6p-5", "0x1.065b96p-8",
-                                     "0x1.2e079cp-12", "0x1.091378p-19")]  # z^0 .. z^5
-_ERF_Q = [float.fromhex(h) for h in ("0x1p+0", "0x1.03b574p-1", "0x1.dd124cp-4", "0x1.fa0eb0p-7", "0x1.3ed6f2p-10",
-                                     "0x1.3a6c4ap-15")]
+# GELU constants, bit-identical to csrc/erf_constants.h (hex = exact float32 values; made by csrc/erf_fit.py).
+_GELU_CLAMP = float.fromhex("0x1.6a09e6p+2")
+_GELU_R = [float.fromhex(h) for h in ("0x1.98844ep-2", "0x1.1c2f54p-5", "0x1.35b5bcp-8", "0x1.7307a8p-13",
+                                      "0x1.ab2270p-18", "0x1.76dfcap-26")]  # u^0 .. u^5
+_GELU_S = [float.fromhex(h) for h in ("0x1p+0", "0x1.03b574p-2", "0x1.dd124cp-6", "0x1.fa0eb0p-10", "0x1.3ed6f2p-14",
+                                      "0x1.3a6c4ap-20")]
 _LOG2E = float.fromhex("0x1.715476p+0")
 _EXP2_CODES = [float.fromhex(h) for h in ("0x1.fdf6a0p+7", "0x1.619026p+7", "0x1.eeec74p+5", "0x1.c231e8p+3")]
-_INV_SQRT2 = float.fromhex("0x1.6a09e6p-1")
 
 
 def _fnv1a(data: bytes) -> int:
@@ -252,20 +251,16 @@ def fma32(a: torch.Tensor, b: torch.Tensor, c: float) -> torch.Tensor:
     return bits.view(torch.float64).float()
 
 
-def erf_approx(x: torch.Tensor) -> torch.Tensor:
-    """The kernels' erf (csrc/erf_constants.h), same fp32 operations in the same order."""
-    a = torch.clamp(x, -_ERF_CLAMP, _ERF_CLAMP)
-    z = a * a
-    p, q = torch.full_like(a, _ERF_P[5]), torch.full_like(a, _ERF_Q[5])
-    for i in range(4, -1, -1):
-        p = fma32(p, z, _ERF_P[i])
-        q = fma32(q, z, _ERF_Q[i])
-    return (a * p) / q
-
-
 def gelu(y: torch.Tensor) -> torch.Tensor:
-    """DistilBERT's exact-erf GELU with the kernels' erf approximation."""
-    return (0.5 * y) * (1.0 + erf_approx(y * _INV_SQRT2))
+    """DistilBERT's exact-erf GELU as the kernels compute it (csrc/erf_constants.h): y * Phi(y) with Phi a rational
+    approximation, the same fp32 operations in the same order."""
+    a = torch.clamp(y, -_GELU_CLAMP, _GELU_CLAMP)
+    u = a * a
+    r, s = torch.full_like(a, _GELU_R[5]), torch.full_like(a, _GELU_S[5])
+    for i in range(4, -1, -1):
+        r = fma32(r, u, _GELU_R[i])
+        s = fma32(s, u, _GELU_S[i])
+    return y * fma32(a, r / s, 0.5)
 
 
 def _per_token(v: torch.Tensor, T: int) -> torch.Tensor:
