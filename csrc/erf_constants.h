@@ -33,9 +33,10 @@ constexpr float kLn2Lo = 0x1.7f7d1cp-20f;
 constexpr float kExpPoly[8] = {0x1.a01a02p-13f, 0x1.6c16c2p-10f, 0x1.111112p-7f, 0x1.555556p-5f,
                                0x1.555556p-3f,  0x1p-1f,         0x1p+0f,         0x1p+0f};
 // The INT8 attention's softmax codes, 255 exp(d) for d in [-16, 0]: x = d * log2(e), n = nearbyint(x), f = x - n
-// (exact), 255 * 2^f ~= ((c3 f + c2) f + c1) f + c0 (Horner, plain multiplies and adds), times 2^n from exponent
-// bits. A relative fit of 255 * 2^f on [-1/2, 1/2] (max relative error 7.5e-5, at most 0.019 code units off
-// 255 exp(d)): 13 instructions instead of the 20 of a degree-5 exp, and 8-bit codes need no more.
+// (exact), 255 * 2^f ~= ((c3 f + c2) f + c1) f + c0 (Horner with fused multiply-adds), times 2^n. A relative fit of
+// 255 * 2^f on [-1/2, 1/2] (max relative error 7.5e-5, at most 0.019 code units off 255 exp(d)): a third of the
+// instructions of a degree-5 exp, and 8-bit codes need no more. (The fused multiply-adds replaced plain multiplies
+// and adds: 1% faster at seq 384 x 8, alternating runs.)
 constexpr float kExp2Codes[4] = {0x1.fdf6a0p+7f, 0x1.619026p+7f, 0x1.eeec74p+5f, 0x1.c231e8p+3f};
 
 }  // namespace erfc

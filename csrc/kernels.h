@@ -95,7 +95,7 @@ struct KernelTable {
   void (*layer_norm)(const float* x, int64_t K, int64_t T, int64_t t0, int64_t t1, const float* gamma,
                      const float* beta, double eps, float* y);
   // Softmax over the rows of s[rows][cols] (row-major) as u8 codes: per column m = max over rows, d = max(s - m,
-  // -16), code[r][c] = rne(255 exp(d)) with erfc::kExp2Codes (plain multiplies and adds; 0..255, the column's
+  // -16), code[r][c] = rne(255 exp(d)) with erfc::kExp2Codes (fused multiply-adds; 0..255, the column's
   // maximum gives 255), and sums[c] = their int32 sum (c < cols). Probabilities are codes / sums (1 / sums is the
   // codes' per-token scale, zero point 0): exact integer sums, no normalization pass. The codes are written straight
   // into xp as this variant's pack_x would pack a [rows][cols] u8 matrix for a dense weight (K = rows, T = cols,

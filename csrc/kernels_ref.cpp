@@ -59,7 +59,7 @@ static float exp_codes(float d) {
   const float n = std::nearbyint(x);
   const float f = x - n;
   float e = erfc::kExp2Codes[3];
-  for (int i = 2; i >= 0; --i) e = e * f + erfc::kExp2Codes[i];
+  for (int i = 2; i >= 0; --i) e = std::fma(e, f, erfc::kExp2Codes[i]);
   const int32_t bits = (int32_t(n) + 127) << 23;
   float scale;
   __builtin_memcpy(&scale, &bits, 4);

@@ -232,7 +232,7 @@ def _exp_codes(d: torch.Tensor) -> torch.Tensor:
     f = x - n
     e = torch.full_like(d, _EXP2_CODES[3])
     for c in reversed(_EXP2_CODES[:3]):
-        e = e * f + c
+        e = fma32(e, f, c)
     scale = torch.bitwise_left_shift(n.to(torch.int32) + 127, 23).view(torch.float32)
     return e * scale
 
