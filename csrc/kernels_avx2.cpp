@@ -15,6 +15,7 @@ namespace avx2 {
 #include "attention_head.inc"
 #include "layer_norm_tokens.inc"
 #include "attention_pack.inc"
+#include "attention_pack_simd.inc"
 
 const KernelTable kTable = {"avx2", dot_u8s8, token_align, pack_x,
                             gemm, quantize_per_token, quantize_static, layer_norm_tokens,

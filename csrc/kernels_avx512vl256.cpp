@@ -19,6 +19,7 @@ namespace avx512vnni_256 {
 #include "attention_head.inc"
 #include "layer_norm_tokens.inc"
 #include "attention_pack.inc"
+#include "attention_pack_simd.inc"
 #undef FDB_DPBUSD
 
 const KernelTable kTable = {"avx512vnni_256", dot_u8s8, token_align, pack_x,

@@ -18,6 +18,7 @@ namespace avxvnni {
 #include "attention_head.inc"
 #include "layer_norm_tokens.inc"
 #include "attention_pack.inc"
+#include "attention_pack_simd.inc"
 #undef FDB_DPBUSD
 
 const KernelTable kTable = {"avxvnni", dot_u8s8, token_align, pack_x,

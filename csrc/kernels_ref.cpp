@@ -207,7 +207,7 @@ static int64_t peak_loop(int64_t iters, int32_t* sink) {
 
 const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x,
                             gemm, quantize_per_token, quantize_static, layer_norm_tokens,
-                            softmax_codes, pack_symmetric, attention_head, peak_loop};
+                            softmax_codes, pack_symmetric_loops, attention_head, peak_loop};
 
 }  // namespace ref
 }  // namespace fastdistilbert
