@@ -152,16 +152,17 @@ def test_quantize_per_token_every_isa_every_tail(isa, tokens):
 
 
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
-def test_quantize_per_token_extreme_magnitudes_every_isa(isa):
+@pytest.mark.parametrize("tokens", [40, 80])  # 80: also the four-vector path, whose packs saturate the codes
+def test_quantize_per_token_extreme_magnitudes_every_isa(isa, tokens):
     """Tokens whose range is subnormal (1 / scale overflows to Inf, so x / scale is +-Inf or NaN) or near the float
     maximum (hi - lo overflows): every variant's vector path gives the shared math's codes, not a wrapped integer."""
     g = torch.Generator().manual_seed(5)
-    x = torch.randn(29, 40, generator=g)
-    tiny = torch.rand(29, 40, generator=g) * 1e-40
+    x = torch.randn(29, tokens, generator=g)
+    tiny = torch.rand(29, tokens, generator=g) * 1e-40
     x[:, 0::4] = tiny[:, 0::4]                      # positive subnormal range: x / scale = +Inf
     x[:, 1::4] = -tiny[:, 1::4]                     # negative subnormal range
     x[:, 2::4] = tiny[:, 2::4] - 0.5e-40            # both signs, subnormal
-    x[:, 3::8] = torch.randn(29, 5, generator=g).sign() * 3e38  # hi - lo overflows to Inf
+    x[:, 3::8] = torch.randn(29, tokens // 8, generator=g).sign() * 3e38  # hi - lo overflows to Inf
     x[0, 2] = 0.0                                   # an exact zero beside an overflowing 1 / scale: 0 * Inf = NaN
     with forced_isa(isa):
         q, scale, zp = ops.quantize_per_token(x)
