@@ -2,7 +2,10 @@
 
 #include <cpuid.h>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <sstream>
+#include <stdexcept>
 
 namespace fastdistilbert {
 namespace {
@@ -73,10 +76,51 @@ CpuFeatures detect() {
   return f;
 }
 
+// Clears the flags FASTDISTILBERT_HIDE_CPU_FEATURES names.
+void hide_features(CpuFeatures& f) {
+  const char* hidden = std::getenv("FASTDISTILBERT_HIDE_CPU_FEATURES");
+  if (hidden == nullptr) return;
+  std::stringstream names(hidden);
+  for (std::string name; std::getline(names, name, ',');) {
+    if (name.empty()) continue;
+    bool known = false;
+    for (const auto& [flag, member] : cpu_feature_flags())
+      if (name == flag) f.*member = false, known = true;
+    if (known) continue;
+    std::string all;
+    for (const auto& entry : cpu_feature_flags()) all += (all.empty() ? "" : ", ") + std::string(entry.first);
+    throw std::runtime_error("fastdistilbert: FASTDISTILBERT_HIDE_CPU_FEATURES names an unknown feature '" + name +
+                             "' (known: " + all + ")");
+  }
+}
+
+CpuFeatures detect_visible() {
+  CpuFeatures f = detect();
+  hide_features(f);
+  return f;
+}
+
 }  // namespace
 
+const std::vector<std::pair<const char*, bool CpuFeatures::*>>& cpu_feature_flags() {
+  static const std::vector<std::pair<const char*, bool CpuFeatures::*>> flags = {
+      {"avx2", &CpuFeatures::avx2},
+      {"fma", &CpuFeatures::fma},
+      {"avx_vnni", &CpuFeatures::avxvnni},
+      {"avx512f", &CpuFeatures::avx512f},
+      {"avx512bw", &CpuFeatures::avx512bw},
+      {"avx512vl", &CpuFeatures::avx512vl},
+      {"avx512dq", &CpuFeatures::avx512dq},
+      {"avx512_vnni", &CpuFeatures::avx512vnni},
+      {"avx512_bf16", &CpuFeatures::avx512bf16},
+      {"amx_tile", &CpuFeatures::amx_tile},
+      {"amx_int8", &CpuFeatures::amx_int8},
+  };
+  return flags;
+}
+
 const CpuFeatures& cpu_features() {
-  static const CpuFeatures features = detect();
+  static const CpuFeatures features = detect_visible();
   return features;
 }
 

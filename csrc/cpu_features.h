@@ -1,6 +1,8 @@
 // CPU feature detection with CPUID + XGETBV. Compiled without ISA flags.
 #pragma once
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace fastdistilbert {
 
@@ -22,7 +24,13 @@ struct CpuFeatures {
   std::string brand;
 };
 
-// Detected once, cached; thread-safe (function-local static).
+// Every ISA feature flag by its name (the names Linux's /proc/cpuinfo uses), in a fixed order.
+const std::vector<std::pair<const char*, bool CpuFeatures::*>>& cpu_feature_flags();
+
+// Detected once, cached; thread-safe (function-local static). FASTDISTILBERT_HIDE_CPU_FEATURES (a comma-separated
+// list of cpu_feature_flags() names) clears those flags first, so that the dispatcher behaves as on an older CPU:
+// the fallback variants and the errors of a CPU lacking an ISA can be exercised on any machine. Throws, naming
+// the known features, on an unknown name.
 const CpuFeatures& cpu_features();
 
 }  // namespace fastdistilbert

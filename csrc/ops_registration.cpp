@@ -25,20 +25,8 @@ void op_set_isa(const std::string& name) { set_isa(name); }
 std::vector<std::string> op_cpu_features() {
   const auto& f = cpu_features();
   std::vector<std::string> out;
-  auto add = [&](bool b, const char* n) {
-    if (b) out.emplace_back(n);
-  };
-  add(f.avx2, "avx2");
-  add(f.fma, "fma");
-  add(f.avxvnni, "avx_vnni");
-  add(f.avx512f, "avx512f");
-  add(f.avx512bw, "avx512bw");
-  add(f.avx512vl, "avx512vl");
-  add(f.avx512dq, "avx512dq");
-  add(f.avx512vnni, "avx512_vnni");
-  add(f.avx512bf16, "avx512_bf16");
-  add(f.amx_tile, "amx_tile");
-  add(f.amx_int8, "amx_int8");
+  for (const auto& [name, member] : cpu_feature_flags())
+    if (f.*member) out.emplace_back(name);
   return out;
 }
 

@@ -22,12 +22,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# How the extension's dispatcher (csrc/dispatch.cpp, csrc/cpu_features.cpp) starts its errors.
+DISPATCH_ERROR_PREFIX = "fastdistilbert: "
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except (UserError, FileNotFoundError, FileExistsError) as exc:
         print(f"fastdistilbert {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        # The kernel dispatcher's own errors (a FASTDISTILBERT_FORCE_ISA or FASTDISTILBERT_HIDE_CPU_FEATURES this
+        # CPU or build cannot honour) are the user's settings, not our bugs: one line too.
+        if not str(exc).startswith(DISPATCH_ERROR_PREFIX):
+            raise
+        print(f"fastdistilbert {args.command}: error: {str(exc)[len(DISPATCH_ERROR_PREFIX):]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"fastdistilbert {args.command}: interrupted", file=sys.stderr)

@@ -1,5 +1,6 @@
 """The console script: info, convert (+ calibrate), demo; user mistakes are one line, not a traceback."""
 import json
+import os
 import subprocess
 import sys
 
@@ -33,6 +34,20 @@ def test_user_mistake_is_one_line_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("fastdistilbert convert: error: ")
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"FASTDISTILBERT_FORCE_ISA": "sse9"}, "unknown ISA 'sse9'"),
+    ({"FASTDISTILBERT_HIDE_CPU_FEATURES": "avx512_vnni", "FASTDISTILBERT_FORCE_ISA": "avx512vnni"},
+     "ISA 'avx512vnni' is not supported by this CPU"),
+    ({"FASTDISTILBERT_HIDE_CPU_FEATURES": "sse9"}, "names an unknown feature 'sse9'"),
+])
+def test_a_bad_isa_setting_is_one_line_without_traceback(setting, message):
+    result = subprocess.run([sys.executable, "-m", "fastdistilbert.cli", "info"], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, **setting})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-800:]
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("fastdistilbert info: error: ") and message in result.stderr
 
 
 def test_convert_vanilla_checkpoint_to_int8_and_refuse_overwrite(tmp_path, capsys):

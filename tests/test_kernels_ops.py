@@ -61,15 +61,51 @@ def test_force_isa_environment_variable_runs_that_variant(isa):
     assert out.stdout.split() == [isa, str(5 * 3 * 12)]
 
 
+# Hidden features make any machine a CPU without AVX-512 VNNI and AVX-VNNI (FASTDISTILBERT_HIDE_CPU_FEATURES).
+NO_VNNI = {"FASTDISTILBERT_HIDE_CPU_FEATURES": "avx512_vnni,avx_vnni"}
+
+
+def run_python(code: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=300)
+
+
 def test_forcing_an_isa_the_cpu_lacks_is_a_clear_error():
     missing = [isa for isa in fastdistilbert.compiled_isas() if isa not in AVAILABLE_ISAS]
-    if not missing:
-        pytest.skip("this CPU runs every compiled variant")
-    with pytest.raises(RuntimeError, match=f"ISA '{missing[0]}' is not supported by this CPU"):
-        fastdistilbert.set_isa(missing[0])
-    out = subprocess.run([sys.executable, "-c", "import fastdistilbert; fastdistilbert.active_isa()"],
-                         env={**os.environ, "FASTDISTILBERT_FORCE_ISA": missing[0]}, capture_output=True, text=True)
-    assert out.returncode != 0 and "not supported by this CPU" in out.stderr
+    if missing:  # a CPU that really lacks one: in this process too
+        with pytest.raises(RuntimeError, match=f"ISA '{missing[0]}' is not supported by this CPU"):
+            fastdistilbert.set_isa(missing[0])
+    code = ("import fastdistilbert\ntry:\n    fastdistilbert.set_isa('avx512vnni')\n"
+            "except RuntimeError as e:\n    print(e)\n")
+    out = run_python(code, NO_VNNI)
+    assert out.returncode == 0 and "ISA 'avx512vnni' is not supported by this CPU" in out.stdout, out.stderr
+    out = run_python("import fastdistilbert; fastdistilbert.active_isa()",
+                     {**NO_VNNI, "FASTDISTILBERT_FORCE_ISA": "avxvnni"})
+    assert out.returncode != 0 and "ISA 'avxvnni' is not supported by this CPU" in out.stderr
+
+
+def test_a_cpu_without_vnni_falls_back_to_avx2_with_the_same_result():
+    if "avx2" not in AVAILABLE_ISAS:
+        pytest.skip("this CPU has no AVX2")
+    code = ("import torch, fastdistilbert\nfrom fastdistilbert import ops\n"
+            "w = torch.arange(-60, 60, dtype=torch.int8).reshape(8, 15)\n"
+            "p = ops.pack_weight(w, torch.ones(8), None, 'dense')\n"
+            "x = torch.arange(15 * 7, dtype=torch.uint8).reshape(15, 7)\n"
+            "acc = ops.quantized_linear_accumulators(x, p)\n"
+            "print(fastdistilbert.available_isas(), fastdistilbert.active_isa(), ops.last_isa(), acc.sum().item())")
+    hidden, visible = run_python(code, NO_VNNI), run_python(code, {})
+    assert hidden.returncode == 0 and visible.returncode == 0, hidden.stderr + visible.stderr
+    isas, active, ran, total = hidden.stdout.rsplit(maxsplit=3)
+    assert isas == "['avx2', 'ref']" and active == ran == "avx2"
+    assert total == visible.stdout.split()[-1]
+
+
+def test_hiding_an_unknown_cpu_feature_is_a_clear_error():
+    out = run_python("import fastdistilbert; fastdistilbert.available_isas()",
+                     {"FASTDISTILBERT_HIDE_CPU_FEATURES": "avx512_vnni,sse9"})
+    assert out.returncode != 0
+    assert "FASTDISTILBERT_HIDE_CPU_FEATURES names an unknown feature 'sse9'" in out.stderr
+    assert "avx512_vnni" in out.stderr  # the known names are listed
 
 
 def test_unknown_isa_for_accumulators_is_a_clear_error():
