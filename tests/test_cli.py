@@ -100,10 +100,11 @@ def test_demo_runs_on_embedded_questions(capsys):
 def test_bench_writes_records_with_the_required_fields(tmp_path):
     out = tmp_path / "bench.json"
     assert main(["bench", "--json", str(out), "--runtimes", "fastdistilbert,pytorch-fp32", "--variants", "int8-dense",
-                 "--points", "16x1", "--budget", "0.05", "--throughput-batches", "0"]) == 0
+                 "--points", "16x1", "--budget", "0.05", "--rounds", "2", "--throughput-batches", "0"]) == 0
     result = json.loads(out.read_text())
     runtimes = {r["runtime"] for r in result["records"]}
     assert runtimes == {"fastdistilbert", "pytorch-fp32"}
     for record in result["records"]:
         assert {"runtime", "variant", "seq", "batch", "seq_per_s", "p50_ms", "p90_ms", "cpu", "isa", "threads"} <= set(record)
+        assert record["rounds"] == 2 and record["iters"] >= 5
     assert main(["bench", "--json", str(out), "--points", "16x1"]) == 2  # never overwrites a result

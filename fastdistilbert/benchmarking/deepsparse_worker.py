@@ -1,20 +1,25 @@
-"""Times DeepSparse engines inside DeepSparse's own virtual environment; run by `deepsparse_peer` as
+"""Times DeepSparse engines inside DeepSparse's own virtual environment; started by `deepsparse_peer` as
 
-    <.venv-deepsparse>/bin/python deepsparse_worker.py JOB.json RESULT.json
+    <.venv-deepsparse>/bin/python deepsparse_worker.py JOB.json
 
-This file runs under another interpreter (numpy < 2, onnx 1.14.1, no torch, no fastdistilbert), so it imports only
-the standard library, numpy and deepsparse. The timing is `env.py`'s `time_calls` and `summarize`, loaded from the
-file beside this one, so DeepSparse is timed exactly like the in-process peers.
+and then driven through its standard input and output, one JSON object per line, so that the benchmark can time
+DeepSparse in turns with the in-process runtimes (on a machine whose speed drifts, runtimes timed one after the other
+would each see another machine). This file runs under another interpreter (numpy < 2, onnx 1.14.1, no torch, no
+fastdistilbert), so it imports only the standard library, numpy and deepsparse. The timing is `env.py`'s
+`time_calls`, loaded from the file beside this one, so DeepSparse is timed exactly like the in-process peers.
 
-JOB: {"threads": int, "budget_s": float, "models": {variant: onnx path}, "points": [{"seq", "batch", "inputs": .npy
-path of int64 input_ids [batch, seq]}], "check_point": index into points or null, "analyze": bool}
-RESULT: {"deepsparse_version", "records": [{variant, seq, batch, iters, seq_per_s, p50_ms, p90_ms,
-fraction_of_supported_ops}], "check": {variant: start logits at the check point}, "analysis": {variant: {...}}}
+JOB: {"threads": int, "models": {variant: onnx path}, "points": [{"seq", "batch", "inputs": .npy path of int64
+input_ids [batch, seq]}], "check_point": index into points or null, "analyze": bool}
+First line written (once every engine is compiled): {"deepsparse_version", "engines": [{variant, seq, batch,
+fraction_of_supported_ops}], "check": {variant: start logits at the check point}, "analysis": {variant: {...}}}.
+Then, per request line {"variant", "seq", "batch", "budget_s", "warmup", "min_iters"}: {"latencies": [seconds]}.
+End of input ends the worker. Progress and DeepSparse's own messages go to standard error.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -58,16 +63,16 @@ def analyze(model: Path, variant: str, ids, threads: int) -> dict:
             "fused_layers_with_quantized_matmul": len(fused), "analysis_ms": round(report["average_total_time"], 2)}
 
 
-def run(job: dict) -> dict:
+def compile_engines(job: dict) -> tuple[dict, dict]:
+    """{(variant, seq, batch): (engine, inputs)} for every model and point, and the ready message's contents."""
     import deepsparse
     import numpy as np
     from tqdm import tqdm
 
-    time_calls, summarize = load_timing()
     threads, points = job["threads"], job["points"]
-    result = {"deepsparse_version": deepsparse.__version__, "records": [], "check": {}, "analysis": {}}
+    engines, info = {}, {"deepsparse_version": deepsparse.__version__, "engines": [], "check": {}, "analysis": {}}
     todo = [(variant, index) for variant in job["models"] for index in range(len(points))]
-    for variant, index in tqdm(todo, desc="deepsparse", unit="point", file=sys.stderr):
+    for variant, index in tqdm(todo, desc="deepsparse engines", unit="engine", file=sys.stderr):
         model, point = Path(job["models"][variant]), points[index]
         seq, batch = point["seq"], point["batch"]
         ids = np.load(point["inputs"])
@@ -77,24 +82,42 @@ def run(job: dict) -> dict:
         graph = engine_copy(model, variant, seq, batch)
         engine = deepsparse.Engine(model=str(graph), batch_size=batch, num_cores=threads,
                                    input_shapes=[[batch, seq], [batch, seq]])
-        stats = summarize(time_calls(lambda: engine.run(inputs), budget_s=job["budget_s"]), batch)
-        result["records"].append({"variant": variant, "seq": seq, "batch": batch, **stats,
-                                  "fraction_of_supported_ops": engine.fraction_of_supported_ops})
-        if index == job.get("check_point"):
-            result["check"][variant] = engine.run(inputs)[0].tolist()
-            if job.get("analyze"):
-                result["analysis"][variant] = analyze(model, variant, ids, threads)
-        del engine
         graph.unlink()  # a full copy of the model per point: keep the work directory small
-    return result
+        engines[(variant, seq, batch)] = (engine, inputs)
+        info["engines"].append({"variant": variant, "seq": seq, "batch": batch,
+                                "fraction_of_supported_ops": engine.fraction_of_supported_ops})
+        if index == job.get("check_point"):
+            info["check"][variant] = engine.run(inputs)[0].tolist()
+            if job.get("analyze"):
+                info["analysis"][variant] = analyze(model, variant, ids, threads)
+    return engines, info
+
+
+def serve(job: dict, requests, replies) -> None:
+    """Compiles every engine, sends the ready message, then times the requested engine per request line."""
+    time_calls, _ = load_timing()
+    engines, info = compile_engines(job)
+    replies.write(json.dumps(info) + "\n")
+    replies.flush()
+    for line in requests:
+        request = json.loads(line)
+        engine, inputs = engines[(request["variant"], request["seq"], request["batch"])]
+        latencies = time_calls(lambda: engine.run(inputs), warmup=request["warmup"], min_iters=request["min_iters"],
+                               budget_s=request["budget_s"])
+        replies.write(json.dumps({"latencies": latencies}) + "\n")
+        replies.flush()
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: deepsparse_worker.py JOB.json RESULT.json", file=sys.stderr)
+    if len(argv) != 1:
+        print("usage: deepsparse_worker.py JOB.json  (then timing requests on standard input)", file=sys.stderr)
         return 2
-    job_path, result_path = (Path(a) for a in argv)
-    Path(result_path).write_text(json.dumps(run(json.loads(job_path.read_text()))))
+    # The replies keep the real standard output; everything else written there (DeepSparse prints its banner from
+    # native code) goes to standard error, where it cannot break the protocol.
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    serve(json.loads(Path(argv[0]).read_text()), sys.stdin, replies)
     return 0
 
 

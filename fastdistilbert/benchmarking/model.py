@@ -13,15 +13,20 @@ OpenVINO; OpenVINO's sparse-weight option needs AMX). DeepSparse 1.8.0, which do
 environment (`benchmarks/setup_deepsparse.sh`) as a subprocess, on the dense, (4,1)- and (1,4)-pruned weights
 (`deepsparse_peer`); the notes record how far its start logits are from HF fp32 and what its own analysis saw.
 
-Each record: runtime, variant, seq, batch, seq_per_s, p50_ms, p90_ms (+ iterations), and the run's CPU, ISA,
-threads and versions. The summary gives each runtime's speed-up over the others at every point and the paper's
+At every point each runtime is timed in `--rounds` turns (measure_in_turns), DeepSparse's worker included, so that
+all of them meet the same mix of a shared machine's faster and slower spells.
+
+Each record: runtime, variant, seq, batch, seq_per_s, p50_ms, p90_ms (+ iterations and rounds), and the run's CPU,
+ISA, threads and versions. The summary gives each runtime's speed-up over the others at every point and the paper's
 metric: the best throughput with batch <= 8 whose p90 latency is within the bound for that sequence length.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -32,12 +37,13 @@ from transformers import DistilBertConfig, DistilBertForQuestionAnswering
 import fastdistilbert as fd
 
 from ..testing import prune_encoder_blocks
-from .deepsparse_peer import measure_deepsparse
+from .deepsparse_peer import DeepSparseWorker
 from .env import environment, summarize, time_calls
 from .peers import PEERS, PeerUnavailable, torch_runner
 
 DEFAULT_POINTS = "128x1,128x8,128x32,384x1,384x8"
 DEFAULT_BOUNDS = "128:100,384:400"
+MIN_ITERS = 5  # timed calls per point and runtime, at least
 
 
 def base_shaped_model(seed: int = 0) -> DistilBertForQuestionAnswering:
@@ -99,6 +105,42 @@ def throughput_mode(hf, sparsity: float, threads: int, seq: int, batch: int, n_b
         many = time.perf_counter() - start
     results.append({"mode": f"{threads} processes x 1 thread (shared weights)", "seq_per_s": n_batches * batch / many})
     return [{"seq": seq, "batch": batch, "variant": f"int8-sparse{int(sparsity * 100)}-4x1", **r} for r in results]
+
+
+def in_process_timer(fn):
+    """A timer (see measure_in_turns) of a callable(ids, mask) run in this process."""
+    def timer(seq, batch, ids, mask, *, budget_s, warmup, min_iters):
+        return time_calls(lambda: fn(ids, mask), budget_s=budget_s, warmup=warmup, min_iters=min_iters)
+    return timer
+
+
+def deepsparse_timer(worker: DeepSparseWorker, variant: str):
+    """A timer of DeepSparse's engine for `variant` (its own inputs of the same shape)."""
+    def timer(seq, batch, ids, mask, *, budget_s, warmup, min_iters):
+        return worker.time(variant, seq, batch, budget_s=budget_s, warmup=warmup, min_iters=min_iters)
+    return timer
+
+
+def measure_in_turns(timers: dict, points: list[tuple[int, int]], budget_s: float, rounds: int) -> dict:
+    """{(seq, batch, key): latencies}: at every point, `rounds` turns in which every timer runs for budget_s / rounds
+    (each turn starting one runtime further on). On a shared machine whose speed drifts over seconds to minutes,
+    runtimes timed one after the other each meet another machine; in turns they meet the same mix. At least
+    MIN_ITERS calls per point in all, one warm-up call per turn (the other runtimes have used the caches since)."""
+    g = torch.Generator().manual_seed(0)
+    keys = list(timers)
+    latencies = {}
+    per_turn = max(1, math.ceil(MIN_ITERS / rounds))
+    with tqdm(total=len(points) * rounds * len(keys), desc="benchmark", unit="timing") as bar:
+        for seq, batch in points:
+            ids = torch.randint(1000, 29000, (batch, seq), generator=g)
+            mask = torch.ones_like(ids)
+            for turn in range(rounds):
+                for key in keys[turn % len(keys):] + keys[:turn % len(keys)]:
+                    measured = timers[key](seq, batch, ids, mask, budget_s=budget_s / rounds, warmup=1,
+                                           min_iters=per_turn)
+                    latencies.setdefault((seq, batch, key), []).extend(measured)
+                    bar.update()
+    return latencies
 
 
 def parse_points(text: str) -> list[tuple[int, int]]:
@@ -177,7 +219,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sparsity", type=float, default=0.8)
     p.add_argument("--runtimes", default="", help="comma list of runtimes to run (default: all)")
     p.add_argument("--variants", default="", help="comma list of our (and DeepSparse's) variants (default: all)")
-    p.add_argument("--budget", type=float, default=3.0, help="seconds of timed calls per point (default 3)")
+    p.add_argument("--budget", type=float, default=3.0,
+                   help="seconds of timed calls per point and runtime, split over the rounds (default 3)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="turns in which every runtime is timed at each point (default 3; see measure_in_turns)")
     p.add_argument("--throughput-batches", type=int, default=24,
                    help="batches (seq 128 x 8) streamed in the throughput-mode comparison; 0 skips it (default 24)")
 
@@ -194,6 +239,8 @@ def run(args) -> int:
     if args.json.exists():
         raise UserError(f"{args.json} exists; choose another --json path (results are never overwritten)")
 
+    if args.rounds < 1 or args.budget <= 0:
+        raise UserError(f"--rounds must be >= 1 and --budget > 0, got {args.rounds} and {args.budget}")
     torch.set_num_threads(args.threads)
     env = environment(args.threads)
     points = parse_points(args.points)
@@ -216,24 +263,28 @@ def run(args) -> int:
                 runners[(name, "dense")] = build(hf, Path(workdir), args.threads)
             except PeerUnavailable as exc:
                 notes.append(f"{name} skipped: {exc}")
+        timers = {key: in_process_timer(fn) for key, fn in runners.items()}
+        with contextlib.ExitStack() as stack:
+            deepsparse = None
+            if not wanted or "deepsparse" in wanted:
+                # DeepSparse runs in its own interpreter (see deepsparse_peer), kept up to be timed in turns with
+                # the others; on the same weights as our variants.
+                try:
+                    deepsparse = stack.enter_context(DeepSparseWorker(weights, Path(workdir), args.threads, points))
+                    for variant in deepsparse.variants:
+                        timers[("deepsparse", variant)] = deepsparse_timer(deepsparse, variant)
+                    notes += deepsparse.notes
+                except PeerUnavailable as exc:
+                    notes.append(f"deepsparse skipped: {exc}")
+            latencies = measure_in_turns(timers, points, args.budget, args.rounds)
         records = []
-        if not wanted or "deepsparse" in wanted:
-            # DeepSparse times itself in its own process (see deepsparse_peer); the variant our sparse model uses.
-            try:
-                measured, ds_notes, version = measure_deepsparse(weights, Path(workdir), args.threads, points,
-                                                                 args.budget)
-                ds_env = {**env, "versions": {**env["versions"], "deepsparse": version}}
-                records += [{"runtime": "deepsparse", **r, **ds_env} for r in measured]
-                notes += ds_notes
-            except PeerUnavailable as exc:
-                notes.append(f"deepsparse skipped: {exc}")
-        g = torch.Generator().manual_seed(0)
-        todo = [(seq, batch, key) for seq, batch in points for key in runners]
-        for seq, batch, key in tqdm(todo, desc="benchmark", unit="point"):
-            ids = torch.randint(1000, 29000, (batch, seq), generator=g)
-            mask = torch.ones_like(ids)
-            stats = summarize(time_calls(lambda: runners[key](ids, mask), budget_s=args.budget), batch)
-            records.append({"runtime": key[0], "variant": key[1], "seq": seq, "batch": batch, **stats, **env})
+        for (seq, batch, (runtime, variant)), measured in latencies.items():
+            record = {"runtime": runtime, "variant": variant, "seq": seq, "batch": batch,
+                      **summarize(measured, batch), "rounds": args.rounds, **env}
+            if runtime == "deepsparse":
+                record["fraction_of_supported_ops"] = deepsparse.fraction_of_supported_ops[(variant, seq, batch)]
+                record["versions"] = {**env["versions"], "deepsparse": deepsparse.version}
+            records.append(record)
         throughput = []
         if args.throughput_batches and (not wanted or "fastdistilbert" in wanted):
             throughput = throughput_mode(hf, args.sparsity, args.threads, 128, 8, args.throughput_batches, Path(workdir))
