@@ -31,3 +31,13 @@ def test_bad_rounds_or_budget_is_a_user_error(tmp_path, option, capsys):
     assert main(["bench", "--json", str(tmp_path / "b.json"), "--points", "16x1", *option]) == 2
     assert "--rounds must be >= 1 and --budget > 0" in capsys.readouterr().err
     assert not (tmp_path / "b.json").exists()
+
+
+def test_plot_gives_every_line_its_own_colour_and_writes_a_png(tmp_path):
+    lines = [(f"runtime{i}", "dense") for i in range(11)]
+    assert len(set(bench.line_colours(lines).values())) == 11
+    records = [{"runtime": r, "variant": v, "seq": seq, "batch": b, "p90_ms": 10.0 * b, "seq_per_s": 5.0 + i,
+                "cpu": "test CPU", "threads": 2, "isa": "ref"}
+               for i, (r, v) in enumerate(lines) for seq in (128, 384) for b in (1, 8)]
+    bench.plot(records, tmp_path / "plots" / "bench.png")
+    assert (tmp_path / "plots" / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -180,6 +180,15 @@ def markdown_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def line_colours(lines: list) -> dict:
+    """One colour per plotted line, the same in every panel (matplotlib's default cycle repeats after 10 lines, and
+    a run has 11: two runtimes shared a colour)."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab20"]
+    return {line: palette(i % palette.N) for i, line in enumerate(lines)}
+
+
 def plot(records: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -187,14 +196,17 @@ def plot(records: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     seqs = sorted({r["seq"] for r in records})
-    fig, axes = plt.subplots(1, len(seqs), figsize=(6.5 * len(seqs), 5), squeeze=False)
+    lines = sorted({(r["runtime"], r["variant"]) for r in records})
+    colours = line_colours(lines)
+    fig, axes = plt.subplots(1, len(seqs), figsize=(6.5 * len(seqs), 6), squeeze=False)
     for ax, seq in zip(axes[0], seqs):
-        for runtime, variant in sorted({(r["runtime"], r["variant"]) for r in records}):
+        for runtime, variant in lines:
             pts = sorted((r["batch"], r["p90_ms"], r["seq_per_s"]) for r in records
                          if r["seq"] == seq and (r["runtime"], r["variant"]) == (runtime, variant))
             if not pts:
                 continue
-            ax.plot([p[1] for p in pts], [p[2] for p in pts], marker="o", label=f"{runtime} {variant}")
+            ax.plot([p[1] for p in pts], [p[2] for p in pts], marker="o", label=f"{runtime} {variant}",
+                    color=colours[(runtime, variant)])
             for batch, x, y in pts:
                 ax.annotate(f"b{batch}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
@@ -202,10 +214,11 @@ def plot(records: list[dict], path: Path) -> None:
         ax.set_ylabel("throughput (sequences/s)")
         ax.set_title(f"seq {seq}")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)  # below the panels, covering no line
     env = records[0]
     fig.suptitle(f"DistilBERT-base QA on {env['cpu']}, {env['threads']} threads, ISA {env['isa']}")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * ((len(lines) + 2) // 3), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
 
