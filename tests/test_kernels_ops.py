@@ -66,7 +66,9 @@ NO_VNNI = {"FASTDISTILBERT_HIDE_CPU_FEATURES": "avx512_vnni,avx_vnni"}
 
 
 def run_python(code: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
+    """`code` in a child process with `env` on top of ours, minus any ISA forced for this process."""
+    inherited = {k: v for k, v in os.environ.items() if k != "FASTDISTILBERT_FORCE_ISA"}
+    return subprocess.run([sys.executable, "-c", code], env={**inherited, **env}, capture_output=True, text=True,
                           timeout=300)
 
 
