@@ -5,7 +5,7 @@ the "their speed on the fast path" column of the real-data proof (the README's t
 
 Each record: model, format(s), seq, batch, seq_per_s, p50_ms, p90_ms, with the CPU, ISA, threads and versions.
 Inputs are random token ids of full length (speed does not depend on the text); ratios are against the teacher's
-HF fp32 model measured in the same run.
+HF fp32 model measured in the same run, every model timed at every point in `--rounds` turns (as `bench_model.py`).
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import torch
 from transformers import DistilBertForQuestionAnswering
 
 import fastdistilbert as fd
-from fastdistilbert.benchmarking.env import environment, summarize, time_calls
-from fastdistilbert.benchmarking.model import parse_points
+from fastdistilbert.benchmarking.env import environment, summarize
+from fastdistilbert.benchmarking.model import in_process_timer, measure_in_turns, parse_points
 from fastdistilbert.benchmarking.peers import torch_runner
 
 
@@ -28,11 +28,14 @@ def main() -> None:
     p.add_argument("--teacher", required=True, help="the dense fp32 teacher (HF DistilBertForQuestionAnswering)")
     p.add_argument("--points", default="128x8,256x8", help="seq x batch list")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--budget", type=float, default=3.0, help="seconds per point")
+    p.add_argument("--budget", type=float, default=3.0, help="seconds per point and model, over all rounds")
+    p.add_argument("--rounds", type=int, default=3, help="turns in which every model is timed at each point")
     p.add_argument("--json", help="write the records here (never overwritten)")
     args = p.parse_args()
     if args.json and Path(args.json).exists():
         raise SystemExit(f"{args.json} exists; choose another path")
+    if args.rounds < 1 or args.budget <= 0:
+        raise SystemExit(f"--rounds must be >= 1 and --budget > 0, got {args.rounds} and {args.budget}")
     torch.set_num_threads(args.threads)
     models = {"teacher (HF fp32)": (torch_runner(DistilBertForQuestionAnswering.from_pretrained(args.teacher).eval()),
                                     ["fp32"])}
@@ -41,16 +44,17 @@ def main() -> None:
         model.prepare_kernels()
         models[Path(path).name] = (torch_runner(model), sorted({r["format"] for r in model.kernel_report()}))
     env = environment(args.threads)
+    points = parse_points(args.points)
+    latencies = measure_in_turns({name: in_process_timer(run) for name, (run, _) in models.items()}, points,
+                                 args.budget, args.rounds)
     records = []
-    g = torch.Generator().manual_seed(0)
-    for seq, batch in parse_points(args.points):
-        ids = torch.randint(1000, 29000, (batch, seq), generator=g)
-        mask = torch.ones_like(ids)
+    for seq, batch in points:
         base = None
-        for name, (run, formats) in models.items():
-            stats = summarize(time_calls(lambda: run(ids, mask), budget_s=args.budget), batch)
+        for name, (_, formats) in models.items():
+            stats = summarize(latencies[(seq, batch, name)], batch)
             base = base or stats["seq_per_s"]
-            records.append({"model": name, "formats": formats, "seq": seq, "batch": batch, **stats, **env})
+            records.append({"model": name, "formats": formats, "seq": seq, "batch": batch, **stats,
+                            "rounds": args.rounds, **env})
             print(f"seq {seq} x {batch}  {name:20s} {'/'.join(formats):6s} {stats['seq_per_s']:7.1f} seq/s "
                   f"({stats['seq_per_s'] / base:.2f}x HF fp32)  p90 {stats['p90_ms']:.1f} ms")
     if args.json:
