@@ -18,7 +18,8 @@ from transformers import DistilBertForQuestionAnswering
 
 import fastdistilbert as fd
 from fastdistilbert.benchmarking.env import environment, summarize
-from fastdistilbert.benchmarking.model import in_process_timer, measure_in_turns, parse_points
+from fastdistilbert.benchmarking.model import check_turns, in_process_timer, measure_in_turns, parse_points
+from fastdistilbert.errors import UserError
 from fastdistilbert.benchmarking.peers import torch_runner
 
 
@@ -34,8 +35,10 @@ def main() -> None:
     args = p.parse_args()
     if args.json and Path(args.json).exists():
         raise SystemExit(f"{args.json} exists; choose another path")
-    if args.rounds < 1 or args.budget <= 0:
-        raise SystemExit(f"--rounds must be >= 1 and --budget > 0, got {args.rounds} and {args.budget}")
+    try:
+        check_turns(args.rounds, args.budget)
+    except UserError as exc:
+        raise SystemExit(str(exc)) from None
     torch.set_num_threads(args.threads)
     models = {"teacher (HF fp32)": (torch_runner(DistilBertForQuestionAnswering.from_pretrained(args.teacher).eval()),
                                     ["fp32"])}

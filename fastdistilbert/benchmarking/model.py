@@ -121,6 +121,14 @@ def deepsparse_timer(worker: DeepSparseWorker, variant: str):
     return timer
 
 
+def check_turns(rounds: int, budget_s: float) -> None:
+    """measure_in_turns' arguments from the command line, checked before any model is built."""
+    from ..errors import UserError
+
+    if rounds < 1 or budget_s <= 0:
+        raise UserError(f"--rounds must be >= 1 and --budget > 0, got {rounds} and {budget_s}")
+
+
 def measure_in_turns(timers: dict, points: list[tuple[int, int]], budget_s: float, rounds: int) -> dict:
     """{(seq, batch, key): latencies}: at every point, `rounds` turns in which every timer runs for budget_s / rounds
     (each turn starting one runtime further on). On a shared machine whose speed drifts over seconds to minutes,
@@ -252,8 +260,7 @@ def run(args) -> int:
     if args.json.exists():
         raise UserError(f"{args.json} exists; choose another --json path (results are never overwritten)")
 
-    if args.rounds < 1 or args.budget <= 0:
-        raise UserError(f"--rounds must be >= 1 and --budget > 0, got {args.rounds} and {args.budget}")
+    check_turns(args.rounds, args.budget)
     torch.set_num_threads(args.threads)
     env = environment(args.threads)
     points = parse_points(args.points)
