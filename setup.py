@@ -23,6 +23,8 @@ ISA_FLAGS = {
     "_avx512vnni.cpp": AVX512_VNNI,
     # The 256-bit VNNI kernels again, with the EVEX vpdpbusd (runs where AVX-VNNI is missing).
     "_avx512vl256.cpp": AVX512_VNNI,
+    # avx512vnni with the dense GEMMs on AMX-INT8 tiles.
+    "_avx512amx.cpp": AVX512_VNNI + ["-mamx-tile", "-mamx-int8"],
 }
 
 

@@ -1,6 +1,9 @@
 #include "cpu_features.h"
 
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +15,14 @@ namespace {
 
 void cpuid(uint32_t leaf, uint32_t subleaf, uint32_t r[4]) {
   __cpuid_count(leaf, subleaf, r[0], r[1], r[2], r[3]);
+}
+
+// Linux (5.16+) gives a process the AMX tile-data state only once it asks (arch_prctl ARCH_REQ_XCOMP_PERM for
+// XFEATURE_XTILEDATA); a tile instruction before that raises SIGILL. Asked once, at detection: true when granted.
+bool request_amx_tile_data() {
+  constexpr long kArchReqXcompPerm = 0x1023;
+  constexpr long kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
 }
 
 uint64_t xgetbv0() {
@@ -57,6 +68,7 @@ CpuFeatures detect() {
     const uint64_t xcr0 = xgetbv0();
     f.os_avx = (xcr0 & 0x6) == 0x6;
     f.os_avx512 = f.os_avx && (xcr0 & 0xe0) == 0xe0;
+    f.os_amx = (xcr0 & 0x60000) == 0x60000;  // XTILECFG | XTILEDATA
   }
   if (max_leaf < 7) return f;
   cpuid(7, 0, r);
@@ -68,8 +80,8 @@ CpuFeatures detect() {
   f.avx512bw = f.os_avx512 && ((ebx >> 30) & 1);
   f.avx512vl = f.os_avx512 && ((ebx >> 31) & 1);
   f.avx512vnni = f.os_avx512 && ((ecx >> 11) & 1);
-  f.amx_tile = (edx >> 24) & 1;
-  f.amx_int8 = (edx >> 25) & 1;
+  f.amx_tile = f.os_amx && ((edx >> 24) & 1) && request_amx_tile_data();
+  f.amx_int8 = f.amx_tile && ((edx >> 25) & 1);
   cpuid(7, 1, r);
   f.avxvnni = f.os_avx && ((r[0] >> 4) & 1);
   f.avx512bf16 = f.os_avx512 && ((r[0] >> 5) & 1);

@@ -16,10 +16,11 @@ struct CpuFeatures {
   bool avx512dq = false;
   bool avx512vnni = false;
   bool avx512bf16 = false;
-  bool amx_tile = false;
+  bool amx_tile = false;       // also: the OS enables the tile state and granted this process its use
   bool amx_int8 = false;
   bool os_avx = false;        // XCR0 has XMM|YMM state enabled
   bool os_avx512 = false;     // XCR0 has opmask|ZMM_Hi256|Hi16_ZMM state enabled
+  bool os_amx = false;        // XCR0 has XTILECFG|XTILEDATA state enabled
   std::string vendor;
   std::string brand;
 };

@@ -14,15 +14,17 @@ struct Variant {
   bool (*runnable)(const CpuFeatures&);
 };
 
+bool avx512_vnni(const CpuFeatures& f) {
+  return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.avx2 && f.fma;
+}
+
 // Ordered fastest first; the first runnable one is the default.
 const Variant kVariants[] = {
-    {&avx512vnni::kTable,
-     [](const CpuFeatures& f) {
-       return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.avx2 && f.fma;
-     }},
+    // avx512vnni with the dense GEMMs on AMX-INT8 tiles.
+    {&avx512amx::kTable, [](const CpuFeatures& f) { return avx512_vnni(f) && f.amx_tile && f.amx_int8; }},
+    {&avx512vnni::kTable, avx512_vnni},
     // The 256-bit kernels of avxvnni with the EVEX vpdpbusd: the same code path on CPUs without AVX-VNNI.
-    {&avx512vnni_256::kTable,
-     [](const CpuFeatures& f) { return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.avx2 && f.fma; }},
+    {&avx512vnni_256::kTable, avx512_vnni},
     {&avxvnni::kTable, [](const CpuFeatures& f) { return f.avxvnni && f.avx2 && f.fma; }},
     {&avx2::kTable, [](const CpuFeatures& f) { return f.avx2 && f.fma; }},
     {&ref::kTable, [](const CpuFeatures&) { return true; }},

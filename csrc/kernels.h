@@ -37,6 +37,11 @@ namespace fastdistilbert {
 
 enum Pattern : int32_t { kDense = 0, k4x1 = 1, k1x4 = 2 };
 
+// A packed dense weight's AMX tile copy (packed_weight.h) holds blocks of this many rows: for each block of rows
+// [32 b, 32 b + 32), each 64-feature step s < Kp / 64, the block's 32 rows x 64 s8 weights (2 KiB, row-major) at
+// (b * (Kp / 64) + s) * 2048 bytes; rows past N are zeros. The amx variant loads two tiles from each.
+constexpr int64_t kAmxBlockRows = 32;
+
 struct GemmParams {
   // Packed weight (pointers into the packed buffer).
   int32_t pattern;
@@ -48,6 +53,9 @@ struct GemmParams {
   const float* w_scale;     // [Np]
   const float* bias;        // [Np] or nullptr
   const int32_t* wsum;      // [Np]
+  // kDense, optional: the weight's first Kp / 64 * 64 features in AMX tile blocks (kAmxBlockRows), for the amx
+  // variant; nullptr: that variant rearranges `dense` on every call.
+  const int8_t* amx_tiles = nullptr;
   // Activations, packed by the same variant's pack_x.
   const uint8_t* xp;
   int64_t T, Tp;            // tokens, padded token stride of xp
@@ -128,5 +136,6 @@ namespace avx2 { extern const KernelTable kTable; }
 namespace avxvnni { extern const KernelTable kTable; }
 namespace avx512vnni { extern const KernelTable kTable; }
 namespace avx512vnni_256 { extern const KernelTable kTable; }
+namespace avx512amx { extern const KernelTable kTable; }
 
 }  // namespace fastdistilbert

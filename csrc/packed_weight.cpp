@@ -106,9 +106,15 @@ void parse_packed_weight(const at::Tensor& packed, GemmParams& p, const char* op
   p.wsum = reinterpret_cast<const int32_t*>(section(80, 4 * p.Np, "wsum"));
   p.dense = nullptr;
   p.ptr = p.idx = p.wq = nullptr;
+  p.amx_tiles = nullptr;
+  TORCH_CHECK(!(flags & kFlagAmxTiles) || (p.pattern == kDense && p.Kp >= 64), op,
+              ": packed weight is corrupt (AMX tiles flagged on a weight that cannot have them)");
   if (p.pattern == kDense) {
     TORCH_CHECK(n_stored == p.Np * p.Kp / 4, op, ": packed weight is corrupt (dense size)");
     p.dense = reinterpret_cast<const int8_t*>(section(104, p.Np * p.Kp, "weights"));
+    const int64_t blocks = (p.Np + kAmxBlockRows - 1) / kAmxBlockRows;
+    if (flags & kFlagAmxTiles)
+      p.amx_tiles = reinterpret_cast<const int8_t*>(section(112, blocks * kAmxBlockRows * (p.Kp / 64 * 64), "amx tiles"));
     return;
   }
   const int64_t nptr = p.pattern == k4x1 ? p.Np / 4 + 1 : p.Np + 1;

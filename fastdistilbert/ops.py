@@ -60,20 +60,30 @@ def detect_pattern(weight: torch.Tensor) -> PatternInfo:
 
 @torch.library.custom_op("fastdistilbert::pack_weight", mutates_args=())
 def _pack_weight_op(weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None,
-                    pattern: str) -> torch.Tensor:
-    return R.pack_weight(weight_q, weight_scale, bias, pattern)
+                    pattern: str, amx_tiles: bool = False) -> torch.Tensor:
+    return R.pack_weight(weight_q, weight_scale, bias, pattern, amx_tiles)
 
 
 @_pack_weight_op.register_fake
-def _(weight_q, weight_scale, bias, pattern):
+def _(weight_q, weight_scale, bias, pattern, amx_tiles=False):
     return weight_q.new_empty((torch.library.get_ctx().new_dynamic_size(),), dtype=torch.uint8)
 
 
 def pack_weight(weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None = None,
-                pattern: str = "dense") -> torch.Tensor:
+                pattern: str = "dense", amx_tiles: bool | None = None) -> torch.Tensor:
     """Packs int8 `weight_q [N, K]`, fp32 `weight_scale [N]` and optional fp32 `bias [N]` for `pattern`
-    into a 1-D uint8 buffer with a header (csrc/packed_weight.h). Any N and K work (padded to 4)."""
-    return torch.ops.fastdistilbert.pack_weight(weight_q, weight_scale, bias, pattern)
+    into a 1-D uint8 buffer with a header (csrc/packed_weight.h). Any N and K work (padded to 4).
+
+    `amx_tiles` (dense weights): also store the weight in the amx variant's tile blocks (that variant otherwise
+    rearranges it on every call); None (the default) stores them when this CPU runs the amx variant."""
+    if amx_tiles is None:
+        amx_tiles = pattern == "dense" and amx_available()
+    return torch.ops.fastdistilbert.pack_weight(weight_q, weight_scale, bias, pattern, amx_tiles)
+
+
+def amx_available() -> bool:
+    """Whether this CPU (and OS) runs the amx variant, whose dense GEMMs use the tile copy of a packed weight."""
+    return EXTENSION_AVAILABLE and "amx" in torch.ops.fastdistilbert.available_isas()
 
 
 def packed_info(packed: torch.Tensor) -> dict:

@@ -26,6 +26,8 @@ FORMAT_VERSION = 1
 HEADER_BYTES = 128
 PATTERNS = {"dense": 0, "4x1": 1, "1x4": 2}
 PATTERN_NAMES = {v: k for k, v in PATTERNS.items()}
+FLAG_AMX_TILES = 2       # header flags bit 1: a dense weight's copy in the AMX tiles' blocks follows
+AMX_BLOCK_ROWS = 32      # rows per block of that copy (csrc/kernels.h, kAmxBlockRows)
 _HEADER = struct.Struct("<8sII" + "q" * 13 + "II")  # 128 bytes; see csrc/packed_weight.h
 
 # GELU constants, bit-identical to csrc/erf_constants.h (hex = exact float32 values; made by csrc/erf_fit.py).
@@ -101,9 +103,21 @@ def _sparse_sections(wp: torch.Tensor, pattern: str) -> tuple[torch.Tensor, torc
     return ptr, kidx, wbytes.view(torch.int32).view(-1), int(g_idx.numel())
 
 
-def pack_weight(weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None, pattern: str) -> torch.Tensor:
-    """Self-describing uint8 buffer of an int8 weight `[N, K]` in `pattern` ("dense", "4x1" or "1x4")."""
+def amx_tile_features(K: int) -> int:
+    """Features of a dense weight that the AMX tile copy holds: Kp rounded down to a multiple of 64."""
+    return _ceil4(K) // 64 * 64
+
+
+def pack_weight(weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None, pattern: str,
+                amx_tiles: bool = False) -> torch.Tensor:
+    """Self-describing uint8 buffer of an int8 weight `[N, K]` in `pattern` ("dense", "4x1" or "1x4").
+
+    `amx_tiles` (dense only) adds a copy of the weight in blocks the amx variant loads into its tiles as they are
+    (csrc/packed_weight.h); without it that variant rearranges the weight on every call. Ignored when K < 64
+    (no whole tile)."""
     _check_weight(weight_q, weight_scale, bias, pattern)
+    if amx_tiles and pattern != "dense":
+        raise ValueError(f"amx_tiles applies to dense weights only, not to the {pattern!r} pattern")
     N, K = weight_q.shape
     Np, Kp = _ceil4(N), _ceil4(K)
     wp = torch.zeros(Np, Kp, dtype=torch.int8)
@@ -118,7 +132,15 @@ def pack_weight(weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: torch.
     else:
         ptr, idx, words, nnz = _sparse_sections(wp, pattern)
         n_stored = words.numel()
-    sections += [ptr, idx, words]
+    K64 = amx_tile_features(K)
+    amx = None
+    if amx_tiles and K64 > 0:
+        # [row block][64-feature step][32 rows][64]: each block-step is two contiguous 16 x 64 tiles.
+        blocks = -(-Np // AMX_BLOCK_ROWS)
+        amx = torch.zeros(blocks * AMX_BLOCK_ROWS, K64, dtype=torch.int8)
+        amx[:Np] = wp[:, :K64]
+        amx = amx.view(blocks, AMX_BLOCK_ROWS, K64 // 64, 64).permute(0, 2, 1, 3).contiguous()
+    sections += [ptr, idx, words, amx]
     offsets, chunks, pos = [], [], HEADER_BYTES
     for s in sections:
         if s is None:
@@ -128,7 +150,8 @@ def pack_weight(weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: torch.
         data = _bytes(s)
         chunks.append(torch.cat([data, torch.zeros((-data.numel()) % 64, dtype=torch.uint8)]))
         pos += chunks[-1].numel()
-    fields = [MAGIC, FORMAT_VERSION, PATTERNS[pattern], N, K, nnz, n_stored, int(bias is not None), pos, *offsets, 0, 0]
+    flags = int(bias is not None) | (FLAG_AMX_TILES if amx is not None else 0)
+    fields = [MAGIC, FORMAT_VERSION, PATTERNS[pattern], N, K, nnz, n_stored, flags, pos, *offsets, 0]
     header = _HEADER.pack(*fields, 0)
     header = header[:124] + struct.pack("<I", _fnv1a(header[:124]))
     return torch.cat([torch.frombuffer(bytearray(header), dtype=torch.uint8), *chunks])
@@ -151,9 +174,10 @@ def packed_info(packed: torch.Tensor) -> dict:
     if f[2] not in PATTERN_NAMES or f[8] != packed.numel():
         raise ValueError("packed weight is corrupt (pattern or size)")
     names = ["N", "K", "nnz_blocks", "n_stored", "flags", "total_bytes", "off_scale", "off_bias", "off_wsum",
-             "off_ptr", "off_idx", "off_w"]
-    info = dict(zip(names, f[3:15]))
-    info.update(magic=f[0].decode(), version=f[1], pattern=PATTERN_NAMES[f[2]], has_bias=bool(info["flags"] & 1))
+             "off_ptr", "off_idx", "off_w", "off_amx_tiles"]
+    info = dict(zip(names, f[3:16]))
+    info.update(magic=f[0].decode(), version=f[1], pattern=PATTERN_NAMES[f[2]], has_bias=bool(info["flags"] & 1),
+                has_amx_tiles=bool(info["flags"] & FLAG_AMX_TILES))
     Np, Kp = _ceil4(info["N"]), _ceil4(info["K"])
     blocks_total = Np * Kp // 4
     info["block_density"] = info["nnz_blocks"] / blocks_total if info["pattern"] != "dense" else 1.0

@@ -14,7 +14,7 @@ def test_ref_is_always_available_and_last():
     isas = fastdistilbert.available_isas()
     assert isas[-1] == "ref"
     assert set(isas) <= set(fastdistilbert.compiled_isas())
-    assert fastdistilbert.compiled_isas() == ["avx512vnni", "avx512vnni_256", "avxvnni", "avx2", "ref"]
+    assert fastdistilbert.compiled_isas() == ["amx", "avx512vnni", "avx512vnni_256", "avxvnni", "avx2", "ref"]
 
 
 def test_available_isas_follow_cpu_features():
@@ -22,11 +22,12 @@ def test_available_isas_follow_cpu_features():
     isas = fastdistilbert.available_isas()
     assert ("avx512vnni" in isas) == ({"avx512_vnni", "avx512bw", "avx512f", "avx512vl", "avx512dq"} <= feats)
     assert ("avx512vnni_256" in isas) == ("avx512vnni" in isas)
+    assert ("amx" in isas) == ("avx512vnni" in isas and {"amx_tile", "amx_int8"} <= feats)
     assert ("avxvnni" in isas) == ("avx_vnni" in feats)
     assert ("avx2" in isas) == ("avx2" in feats)
 
 
-@pytest.mark.parametrize("isa", ["avx512vnni", "avx512vnni_256", "avxvnni", "avx2", "ref"])
+@pytest.mark.parametrize("isa", ["amx", "avx512vnni", "avx512vnni_256", "avxvnni", "avx2", "ref"])
 def test_dot_probe_exact_against_int64(isa):
     if isa not in fastdistilbert.available_isas():
         pytest.skip(f"{isa} not runnable on this CPU")

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.skipif(not ops.EXTENSION_AVAILABLE, reason="C++ extensi
 
 # CPU features each compiled variant needs; a new variant must be added here (and is then covered).
 REQUIRED_FEATURES = {
+    "amx": {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx2", "fma", "amx_tile", "amx_int8"},
     "avx512vnni": {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx2", "fma"},
     "avx512vnni_256": {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx2", "fma"},
     "avxvnni": {"avx_vnni", "avx2", "fma"},
@@ -61,7 +62,8 @@ def test_force_isa_environment_variable_runs_that_variant(isa):
     assert out.stdout.split() == [isa, str(5 * 3 * 12)]
 
 
-# Hidden features make any machine a CPU without AVX-512 VNNI and AVX-VNNI (FASTDISTILBERT_HIDE_CPU_FEATURES).
+# Hidden features make any machine a CPU without AVX-512 VNNI and AVX-VNNI (FASTDISTILBERT_HIDE_CPU_FEATURES); the amx
+# variant needs AVX-512 VNNI too.
 NO_VNNI = {"FASTDISTILBERT_HIDE_CPU_FEATURES": "avx512_vnni,avx_vnni"}
 
 
