@@ -86,6 +86,15 @@ static void block_tiles(const GemmParams& p, const int8_t* a, int64_t K64, int64
   _tile_zero(3);
   for (int64_t k = 0; k < K64; k += 64, a += kStepBytes) {
     const uint8_t* xk = x + (k / 4) * stride;
+    // The next step's weight and activation lines into L1 (a dense model at seq 128 x 8 ran 6% faster; ahead
+    // further, into L2, and two steps ahead: no gain).
+    if (k + 64 < K64) {
+      for (int i = 0; i < kStepBytes / 64; ++i)
+        _mm_prefetch(reinterpret_cast<const char*>(a + kStepBytes + 64 * i), _MM_HINT_T0);
+      for (int i = 0; i < 16; ++i)
+        for (int j = 0; j < TokenTiles; ++j)
+          _mm_prefetch(reinterpret_cast<const char*>(xk + (16 + i) * stride + 64 * j), _MM_HINT_T0);
+    }
     _tile_loadd(4, a, 64);
     _tile_loadd(5, a + 16 * 64, 64);
     _tile_loadd(6, xk, stride);
