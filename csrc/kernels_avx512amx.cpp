@@ -8,8 +8,9 @@
 // the packed weight's AMX tile copy (kernels.h, kAmxBlockRows: two contiguous 16 x 64 tiles per block and step);
 // a weight packed without it (and the attention's per-call K and V weights) is rearranged into that layout on the
 // stack, 32 rows at a time, once for all the call's tokens (a dense model at seq 128 x 8, 2 threads, took 0.69x the
-// avx512vnni time that way, 0.64x with the copy). Features past the last multiple of 64 are added with vpdpbusd from the packed layout. Integer sums wrap like
-// vpdpbusd's: the accumulators equal ref's bit for bit.
+// avx512vnni time with an earlier form of this rearranging, 0.64x with the copy). Features past the last multiple of
+// 64 are added with vpdpbusd from the packed layout. Integer sums wrap like vpdpbusd's: the accumulators equal ref's
+// bit for bit.
 //
 // Linux hands out the tile-data state only to a process that asked for it (arch_prctl ARCH_REQ_XCOMP_PERM,
 // cpu_features.cpp); each call configures the tiles on its own thread and releases them before returning.

@@ -112,9 +112,10 @@ void parse_packed_weight(const at::Tensor& packed, GemmParams& p, const char* op
   if (p.pattern == kDense) {
     TORCH_CHECK(n_stored == p.Np * p.Kp / 4, op, ": packed weight is corrupt (dense size)");
     p.dense = reinterpret_cast<const int8_t*>(section(104, p.Np * p.Kp, "weights"));
-    const int64_t blocks = (p.Np + kAmxBlockRows - 1) / kAmxBlockRows;
-    if (flags & kFlagAmxTiles)
-      p.amx_tiles = reinterpret_cast<const int8_t*>(section(112, blocks * kAmxBlockRows * (p.Kp / 64 * 64), "amx tiles"));
+    if (flags & kFlagAmxTiles) {
+      const int64_t rows = (p.Np + kAmxBlockRows - 1) / kAmxBlockRows * kAmxBlockRows;
+      p.amx_tiles = reinterpret_cast<const int8_t*>(section(112, rows * (p.Kp / 64 * 64), "amx tiles"));
+    }
     return;
   }
   const int64_t nptr = p.pattern == k4x1 ? p.Np / 4 + 1 : p.Np + 1;

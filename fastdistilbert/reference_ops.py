@@ -113,8 +113,8 @@ def pack_weight(weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: torch.
     """Self-describing uint8 buffer of an int8 weight `[N, K]` in `pattern` ("dense", "4x1" or "1x4").
 
     `amx_tiles` (dense only) adds a copy of the weight in blocks the amx variant loads into its tiles as they are
-    (csrc/packed_weight.h); without it that variant rearranges the weight on every call. Ignored when K < 64
-    (no whole tile)."""
+    (csrc/packed_weight.h); without it that variant rearranges the weight on every call. Ignored when K, padded to
+    a multiple of 4, is below 64 (no whole tile)."""
     _check_weight(weight_q, weight_scale, bias, pattern)
     if amx_tiles and pattern != "dense":
         raise ValueError(f"amx_tiles applies to dense weights only, not to the {pattern!r} pattern")
