@@ -78,9 +78,8 @@ static void copy_block(const GemmParams& p, int64_t b, int64_t g0, int64_t g1, i
 // c[32 rows][32 tokens] (int32).
 template <int TokenTiles>
 static void block_tiles(const GemmParams& p, const int8_t* a, int64_t K64, int64_t t, int32_t* c) {
-  const int64_t c0 = t - t % kChunk;
-  const int64_t stride = chunk_width(p.Tp, c0) * 4;
-  const uint8_t* x = p.xp + c0 * p.Kp + (t - c0) * 4;
+  int64_t stride;
+  const uint8_t* x = dense_panel_at(p, t, &stride);
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
@@ -124,18 +123,10 @@ static void finish_group(const GemmParams& p, int64_t b, int64_t g, int64_t K64,
   for (int r = 0; r < 4; ++r)
     for (int v = 0; v < C; ++v) acc[r][v] = vi_load(c + (4 * (g - b * kBlockGroups) + r) * 32 + v * kLanes);
   if (K64 < p.Kp) {
-    const int64_t c0 = t - t % kChunk;
-    const int64_t stride = chunk_width(p.Tp, c0) * 4;
-    const uint8_t* x = p.xp + c0 * p.Kp + (t - c0) * 4;
-    const int32_t* w = reinterpret_cast<const int32_t*>(p.dense) + g * p.Kp;
-    for (int64_t kg = K64 / 4; kg < p.Kp / 4; ++kg) {
-      XP xv[C];
-      for (int v = 0; v < C; ++v) xv[v] = x_prep(vi_load(x + kg * stride + v * kLanes * 4));
-      for (int r = 0; r < 4; ++r) {
-        const WP wv = w_prep(w[4 * kg + r]);
-        for (int v = 0; v < C; ++v) acc[r][v] = dot(acc[r][v], xv[v], wv);
-      }
-    }
+    int64_t stride;
+    const uint8_t* x = dense_panel_at(p, t, &stride);
+    const PackedWeights w{weight_dwords(p)};
+    for (int64_t kg = K64 / 4; kg < p.Kp / 4; ++kg) dense_step<C>(x + kg * stride, w, g * p.Kp + 4 * kg, acc);
   }
   finish_tile<4, C>(p, 4 * g, t, acc);
 }
@@ -188,7 +179,7 @@ static void gemm_amx(const GemmParams& p, int64_t g0, int64_t g1, int64_t t0, in
 // Peak probe of the tiles: four independent accumulator tiles, operands loaded once.
 static int64_t peak_loop_amx(int64_t iters, int32_t* sink) {
   alignas(64) int8_t a[16 * 64];
-  alignas(64) int32_t c[16 * 16];
+  alignas(64) int32_t c[4][16 * 16];
   for (int i = 0; i < 16 * 64; ++i) a[i] = int8_t(i % 7 - 3);
   configure_tiles();
   _tile_loadd(4, a, 64);
@@ -205,17 +196,13 @@ static int64_t peak_loop_amx(int64_t iters, int32_t* sink) {
     _tile_dpbsud(2, 5, 6);
     _tile_dpbsud(3, 5, 7);
   }
-  int32_t s = 0;
-  for (int tile = 0; tile < 4; ++tile) {
-    switch (tile) {  // tile numbers are immediates
-      case 0: _tile_stored(0, c, 64); break;
-      case 1: _tile_stored(1, c, 64); break;
-      case 2: _tile_stored(2, c, 64); break;
-      default: _tile_stored(3, c, 64); break;
-    }
-    for (int i = 0; i < 16 * 16; ++i) s += c[i];
-  }
+  _tile_stored(0, c[0], 64);
+  _tile_stored(1, c[1], 64);
+  _tile_stored(2, c[2], 64);
+  _tile_stored(3, c[3], 64);
   _tile_release();
+  int32_t s = 0;
+  for (int i = 0; i < 4 * 16 * 16; ++i) s += c[i / 256][i % 256];
   *sink = s;
   return iters * 4 * 16 * 16 * 64;
 }

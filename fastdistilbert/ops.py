@@ -18,7 +18,7 @@ import torch
 
 from . import quantization as Q
 from . import reference_ops as R
-from ._extension import EXTENSION_AVAILABLE, warn_if_unavailable
+from ._extension import EXTENSION_AVAILABLE, available_isas, warn_if_unavailable
 
 # Largest block density at which each sparse kernel beats our dense kernel, from
 # `benchmarks/bench_kernels.py --threads 1 --clock cpu` (tokens >= 128, DistilBERT shapes): a sparse kernel at
@@ -83,7 +83,7 @@ def pack_weight(weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: torch.
 
 def amx_available() -> bool:
     """Whether this CPU (and OS) runs the amx variant, whose dense GEMMs use the tile copy of a packed weight."""
-    return EXTENSION_AVAILABLE and "amx" in torch.ops.fastdistilbert.available_isas()
+    return EXTENSION_AVAILABLE and "amx" in available_isas()
 
 
 def packed_info(packed: torch.Tensor) -> dict:
