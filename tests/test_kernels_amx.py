@@ -9,7 +9,7 @@ import torch
 from fastdistilbert import ops
 from fastdistilbert import reference_ops as R
 from test_kernels_ops import _with_checksum, run_python
-from test_kernels_support import AVAILABLE_ISAS, codes, weight_with_zeros
+from test_kernels_support import AVAILABLE_ISAS, act_params, codes, forced_isa, weight_with_zeros
 
 pytestmark = pytest.mark.skipif(not ops.EXTENSION_AVAILABLE, reason="C++ extension not built")
 
@@ -63,6 +63,32 @@ def test_every_isa_is_exact_with_and_without_the_tile_copy(isa, shape):
         packed = ops.pack_weight(weight_q, scale, bias, "dense", amx_tiles=amx_tiles)
         got = ops.quantized_linear_accumulators(x, packed, isa)
         assert torch.equal(got, want), f"{isa} {shape} amx_tiles={amx_tiles}"
+
+
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
+def test_epilogues_overlapping_the_next_tiles_match_ref_on_every_thread_count(isa):
+    # The amx variant runs each 32-row x 32-token piece's epilogue inside the next piece's tile loop: several blocks
+    # (N = 100), a feature tail past the last 64 (K = 200), one-tile pieces at the end of a chunk (T = 150), and the
+    # row ranges of 1-3 threads, which split blocks.
+    n, k, t = 100, 200, 150
+    weight_q, scale, bias = weight_with_zeros(n, k, 0.9, "dense", seed=11)
+    packed = ops.pack_weight(weight_q, scale, bias, "dense")
+    x = codes(k, t, seed=2)
+    x_scale, x_zp = act_params(t, seed=4)
+    residual = torch.randn(n, t, generator=torch.Generator().manual_seed(5))
+    epilogues = [dict(gelu=True), dict(residual=residual), dict(out_scale=0.05, out_zero_point=100)]
+    before = torch.get_num_threads()
+    try:
+        for kwargs in epilogues:
+            with forced_isa("ref"):
+                want = ops.quantized_linear(x, x_scale, x_zp, packed, **kwargs)
+            for threads in (1, 2, 3):
+                torch.set_num_threads(threads)
+                with forced_isa(isa):
+                    got = ops.quantized_linear(x, x_scale, x_zp, packed, **kwargs)
+                assert torch.equal(got, want), f"{isa} {sorted(kwargs)} threads={threads}"
+    finally:
+        torch.set_num_threads(before)
 
 
 def _flag_tiles(packed: torch.Tensor) -> torch.Tensor:
