@@ -1,7 +1,9 @@
 """The amx variant's weight tile copy (csrc/packed_weight.h): its layout, when it is made, that every variant gives the
-exact integer product with or without it (the amx variant then runs its two weight paths), and clear errors for a
-buffer that claims one it cannot have."""
+exact integer product with or without it (the amx variant then runs its two weight paths), the epilogues the amx
+variant overlaps with its next tiles, and clear errors for a buffer that claims a copy it cannot have."""
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch
@@ -69,24 +71,24 @@ def test_every_isa_is_exact_with_and_without_the_tile_copy(isa, shape):
 def test_epilogues_overlapping_the_next_tiles_match_ref_on_every_thread_count(isa):
     # The amx variant runs each 32-row x 32-token piece's epilogue inside the next piece's tile loop: several blocks
     # (N = 100), a feature tail past the last 64 (K = 200), one-tile pieces at the end of a chunk (T = 150), and the
-    # row ranges of 1-3 threads, which split blocks.
+    # row ranges of 1-3 threads, which split blocks; with the weight's tile copy and with the rearranging on the stack.
     n, k, t = 100, 200, 150
     weight_q, scale, bias = weight_with_zeros(n, k, 0.9, "dense", seed=11)
-    packed = ops.pack_weight(weight_q, scale, bias, "dense")
     x = codes(k, t, seed=2)
     x_scale, x_zp = act_params(t, seed=4)
     residual = torch.randn(n, t, generator=torch.Generator().manual_seed(5))
     epilogues = [dict(gelu=True), dict(residual=residual), dict(out_scale=0.05, out_zero_point=100)]
     before = torch.get_num_threads()
     try:
-        for kwargs in epilogues:
+        for amx_tiles, kwargs in itertools.product((True, False), epilogues):
+            packed = ops.pack_weight(weight_q, scale, bias, "dense", amx_tiles=amx_tiles)
             with forced_isa("ref"):
                 want = ops.quantized_linear(x, x_scale, x_zp, packed, **kwargs)
             for threads in (1, 2, 3):
                 torch.set_num_threads(threads)
                 with forced_isa(isa):
                     got = ops.quantized_linear(x, x_scale, x_zp, packed, **kwargs)
-                assert torch.equal(got, want), f"{isa} {sorted(kwargs)} threads={threads}"
+                assert torch.equal(got, want), f"{isa} {sorted(kwargs)} amx_tiles={amx_tiles} threads={threads}"
     finally:
         torch.set_num_threads(before)
 
