@@ -6,6 +6,7 @@
 
 #include "attention_fm.h"
 #include "cpu_features.h"
+#include "embeddings_fm.h"
 #include "encoder_fm.h"
 #include "dispatch.h"
 #include "feed_forward_fm.h"
@@ -88,6 +89,9 @@ TORCH_LIBRARY(fastdistilbert, m) {
       "encoder_fm(Tensor h, Tensor[] packed, Tensor[] norms, float[] eps, int[] lengths, int n_heads, "
       "float scaling, bool int8_attention=False, Tensor? activation_params=None) -> Tensor");
   m.def("transpose_fm(Tensor x) -> Tensor");
+  m.def(
+      "embeddings_fm(Tensor ids, Tensor positions, Tensor words, Tensor places, Tensor gamma, Tensor beta, "
+      "float eps) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
@@ -106,4 +110,5 @@ TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
   m.impl("attention_int8_fm", &fastdistilbert::attention_int8_fm);
   m.impl("encoder_fm", &fastdistilbert::encoder_fm);
   m.impl("transpose_fm", &fastdistilbert::transpose_fm);
+  m.impl("embeddings_fm", &fastdistilbert::embeddings_fm);
 }

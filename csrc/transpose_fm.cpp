@@ -10,6 +10,21 @@
 
 namespace fastdistilbert {
 
+void transpose_tile(const float* src, int64_t src_ld, int64_t rows, int64_t cols, float* dst, int64_t dst_ld) {
+  // 4 x 4 blocks in SSE registers (x86-64's baseline), then the ragged edges one float at a time.
+  const int64_t r4 = rows / 4 * 4, c4 = cols / 4 * 4;
+  for (int64_t c = 0; c < c4; c += 4)
+    for (int64_t r = 0; r < r4; r += 4) {
+      __m128 r0 = _mm_loadu_ps(src + r * src_ld + c), r1 = _mm_loadu_ps(src + (r + 1) * src_ld + c);
+      __m128 r2 = _mm_loadu_ps(src + (r + 2) * src_ld + c), r3 = _mm_loadu_ps(src + (r + 3) * src_ld + c);
+      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+      _mm_storeu_ps(dst + c * dst_ld + r, r0), _mm_storeu_ps(dst + (c + 1) * dst_ld + r, r1);
+      _mm_storeu_ps(dst + (c + 2) * dst_ld + r, r2), _mm_storeu_ps(dst + (c + 3) * dst_ld + r, r3);
+    }
+  for (int64_t c = 0; c < cols; ++c)
+    for (int64_t r = (c < c4 ? r4 : 0); r < rows; ++r) dst[c * dst_ld + r] = src[r * src_ld + c];
+}
+
 at::Tensor transpose_fm(const at::Tensor& x) {
   const char* op = "transpose_fm";
   TORCH_CHECK(x.scalar_type() == at::kFloat, op, ": x must be float32, got ", x.scalar_type());
@@ -20,24 +35,9 @@ at::Tensor transpose_fm(const at::Tensor& x) {
   const float* in = x.data_ptr<float>();
   float* o = out.data_ptr<float>();
   at::parallel_for(0, (A + kTile - 1) / kTile, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t a0 = begin * kTile; a0 < std::min(A, end * kTile); a0 += kTile) {
-      const int64_t a1 = std::min(A, a0 + kTile);
-      for (int64_t b0 = 0; b0 < B; b0 += kTile) {
-        const int64_t b1 = std::min(B, b0 + kTile);
-        // 4 x 4 blocks in SSE registers (x86-64's baseline), then the tile's ragged edges one float at a time.
-        const int64_t a4 = a0 + (a1 - a0) / 4 * 4, b4 = b0 + (b1 - b0) / 4 * 4;
-        for (int64_t b = b0; b < b4; b += 4)
-          for (int64_t a = a0; a < a4; a += 4) {
-            __m128 r0 = _mm_loadu_ps(in + a * B + b), r1 = _mm_loadu_ps(in + (a + 1) * B + b);
-            __m128 r2 = _mm_loadu_ps(in + (a + 2) * B + b), r3 = _mm_loadu_ps(in + (a + 3) * B + b);
-            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-            _mm_storeu_ps(o + b * A + a, r0), _mm_storeu_ps(o + (b + 1) * A + a, r1);
-            _mm_storeu_ps(o + (b + 2) * A + a, r2), _mm_storeu_ps(o + (b + 3) * A + a, r3);
-          }
-        for (int64_t b = b0; b < b1; ++b)
-          for (int64_t a = (b < b4 ? a4 : a0); a < a1; ++a) o[b * A + a] = in[a * B + b];
-      }
-    }
+    for (int64_t a0 = begin * kTile; a0 < std::min(A, end * kTile); a0 += kTile)
+      for (int64_t b0 = 0; b0 < B; b0 += kTile)
+        transpose_tile(in + a0 * B + b0, B, std::min(kTile, A - a0), std::min(kTile, B - b0), o + b0 * A + a0, A);
   });
   return out;
 }

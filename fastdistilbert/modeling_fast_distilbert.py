@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from transformers import DistilBertConfig, DistilBertForQuestionAnswering, DistilBertModel
 from transformers.configuration_utils import PreTrainedConfig
-from transformers.modeling_outputs import BaseModelOutput
+from transformers.modeling_outputs import BaseModelOutput, QuestionAnsweringModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from .attention import FastSelfAttention
 from .checkpoint import check_checkpoint, check_loaded_scales, hub_kwargs
@@ -340,6 +341,24 @@ class FastDistilBertForQuestionAnswering(_FastCheckpointMixin, DistilBertForQues
         config = _as_fast_config(config)
         super().__init__(config)
         self.distilbert = FastDistilBertModel(config)
+
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, start_positions=None,
+                end_positions=None, position_ids=None, **kwargs):
+        # Inference of an INT8 model: the QA head reads the encoder's feature-major output directly (see
+        # runtime.question_answering_logits); the same logits as HF's forward on our hidden states, up to the
+        # head's summation order. Training, losses and extra outputs take HF's forward.
+        encoder = self.distilbert
+        if (input_ids is not None and start_positions is None and end_positions is None and not self.training
+                and encoder._can_use_int8_kernels(inputs_embeds, position_ids, kwargs)):
+            batch, _ = _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds, self.device, self.dtype)
+            if batch:
+                with torch.no_grad():
+                    start, end = runtime.question_answering_logits(self, input_ids, attention_mask)
+                return QuestionAnsweringModelOutput(start_logits=start, end_logits=end)
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                               start_positions=start_positions, end_positions=end_positions,
+                               position_ids=position_ids, **kwargs)
 
     @classmethod
     def from_hf(cls, model) -> "FastDistilBertForQuestionAnswering":

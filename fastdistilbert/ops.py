@@ -183,6 +183,16 @@ def transpose_fm(x: torch.Tensor) -> torch.Tensor:
     return torch.ops.fastdistilbert.transpose_fm(x)
 
 
+def embeddings_fm(ids: torch.Tensor, positions: torch.Tensor, words: torch.Tensor, places: torch.Tensor,
+                  gamma: torch.Tensor, beta: torch.Tensor, eps: float) -> torch.Tensor:
+    """The embedding layer of the packed tokens, feature-major: LayerNorm(words[ids] + places[positions]) as
+    `[dim, tokens]` (int64 `ids` / `positions` `[tokens]`, fp32 tables `[rows, dim]`), in one pass per token block
+    (== torch's index_select, add, layer_norm and transpose, up to the LayerNorm's summation order)."""
+    if not warn_if_unavailable():
+        return R.embeddings_fm(ids, positions, words, places, gamma, beta, eps)
+    return torch.ops.fastdistilbert.embeddings_fm(ids, positions, words, places, gamma, beta, eps)
+
+
 def quantize_per_tensor(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
     """uint8 codes of fp32 `x` with one static scale / zero point (quantization.quantize_activation), vectorized."""
     if not warn_if_unavailable():
@@ -366,6 +376,10 @@ if EXTENSION_AVAILABLE:
     @torch.library.register_fake("fastdistilbert::transpose_fm")
     def _(x):
         return x.new_empty((x.shape[1], x.shape[0]))
+
+    @torch.library.register_fake("fastdistilbert::embeddings_fm")
+    def _(ids, positions, words, places, gamma, beta, eps):
+        return words.new_empty((words.shape[1], ids.shape[0]))
 
     @torch.library.register_fake("fastdistilbert::quantized_linear_accumulators")
     def _(x_q, packed, out_features, isa=""):

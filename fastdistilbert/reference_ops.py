@@ -340,6 +340,13 @@ def layer_norm_fm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps:
     return torch.nn.functional.layer_norm(x.t(), (x.shape[0],), gamma, beta, eps).t().contiguous()
 
 
+def embeddings_fm(ids: torch.Tensor, positions: torch.Tensor, words: torch.Tensor, places: torch.Tensor,
+                  gamma: torch.Tensor, beta: torch.Tensor, eps: float) -> torch.Tensor:
+    """LayerNorm(words[ids] + places[positions]) as feature-major `[dim, tokens]`."""
+    h = words.index_select(0, ids) + places.index_select(0, positions)
+    return torch.nn.functional.layer_norm(h, (h.shape[1],), gamma, beta, eps).t().contiguous()
+
+
 def _per_sequence_and_head(qkv: torch.Tensor, lengths: list[int], n_heads: int, attend) -> torch.Tensor:
     """`attend(q, k, v) -> [head_dim, n]` on each (sequence, head) block of packed feature-major `qkv`."""
     dim = qkv.shape[0] // 3

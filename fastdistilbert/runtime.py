@@ -234,23 +234,24 @@ def encoder_layers(h: torch.Tensor, layers: list[tuple], lengths: list[int], n_h
     return h
 
 
-def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """last_hidden_state `[batch, seq, dim]` of a quantized FastDistilBertModel, through the INT8 kernels."""
+def encoder_forward_fm(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
+    """(the last hidden states of the real tokens, feature-major `[dim, tokens]`; their flat indices in
+    `[batch * seq]`, or None when there is no padding) of a quantized FastDistilBertModel, through the INT8 kernels."""
     from . import ops
 
     batch, seq = input_ids.shape
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     index, lengths = packed_tokens(attention_mask)
-    emb = model.embeddings
-    words, places, flat_ids = emb.word_embeddings.weight, emb.position_embeddings.weight, input_ids.reshape(-1)
-    # index_select rather than advanced indexing, and no gathers at all without padding: 70 -> 19 us at 128 tokens.
+    flat_ids = input_ids.reshape(-1)
     if index.numel() == flat_ids.numel():  # no padding: every token, in order, at positions 0 .. seq - 1
-        h = (words.index_select(0, flat_ids).view(batch, seq, -1) + places[:seq]).view(batch * seq, -1)
+        index, ids, positions = None, flat_ids, torch.arange(seq).repeat(batch)
     else:
-        h = words.index_select(0, flat_ids.index_select(0, index)) + places.index_select(0, index % seq)
-    h = torch.nn.functional.layer_norm(h, (h.shape[1],), emb.LayerNorm.weight, emb.LayerNorm.bias, emb.LayerNorm.eps)
-    h = ops.transpose_fm(h)  # [dim, tokens]
+        ids, positions = flat_ids.index_select(0, index), index % seq
+    emb = model.embeddings
+    norm = emb.LayerNorm
+    h = ops.embeddings_fm(ids.to(torch.long).contiguous(), positions, emb.word_embeddings.weight.detach(),
+                          emb.position_embeddings.weight.detach(), norm.weight.detach(), norm.bias.detach(), norm.eps)
     config = model.config
     scaling = (config.dim // config.n_heads) ** -0.5
     kernels = model.int8_kernels()
@@ -262,9 +263,39 @@ def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     else:
         h = encoder_layers(h, list(zip(model.transformer.layer, kernels)), lengths, config.n_heads, scaling,
                            int8_attention)
+    return h, index
+
+
+def scatter_tokens(values: torch.Tensor, index: torch.Tensor | None, batch: int, seq: int, fill) -> torch.Tensor:
+    """`[batch, seq, ...]` from the packed tokens' `[tokens, ...]` values (flat indices `index`, None without
+    padding); padding positions get `fill` (a scalar or a tensor broadcast over the trailing dimensions)."""
+    if index is None:
+        return values.view(batch, seq, *values.shape[1:])
+    out = torch.empty(batch * seq, *values.shape[1:], dtype=values.dtype)
+    out[:] = fill
+    out[index] = values
+    return out.view(batch, seq, *values.shape[1:])
+
+
+def encoder_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """last_hidden_state `[batch, seq, dim]` of a quantized FastDistilBertModel, through the INT8 kernels (zeros at
+    padding)."""
+    from . import ops
+
+    h, index = encoder_forward_fm(model, input_ids, attention_mask)
     hidden = ops.transpose_fm(h)  # [tokens, dim]: index_put from the transposed view is 2.5x slower
-    if hidden.shape[0] == batch * seq:  # no padding: the packed tokens are already in row-major order
-        return hidden.view(batch, seq, config.dim)
-    out = torch.zeros(batch * seq, config.dim, dtype=h.dtype)
-    out[index] = hidden
-    return out.view(batch, seq, config.dim)
+    return scatter_tokens(hidden, index, *input_ids.shape, 0.0)
+
+
+def question_answering_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple:
+    """(start_logits, end_logits) `[batch, seq]` of a quantized FastDistilBertForQuestionAnswering in eval mode,
+    through the INT8 kernels. The fp32 QA head runs on the feature-major hidden states (`[2, dim] x [dim, tokens]`):
+    no transpose back, and no `[tokens, dim] x [dim, 2]` matmul, which torch runs slowly. Padding positions get
+    the head's bias, as the hidden states there are zero."""
+    h, index = encoder_forward_fm(model.distilbert, input_ids, attention_mask)
+    head = model.qa_outputs
+    weight = head.weight.detach()
+    bias = head.bias.detach() if head.bias is not None else weight.new_zeros(weight.shape[0])
+    start, end = torch.addmm(bias.unsqueeze(1), weight, h)  # [tokens] each
+    return (scatter_tokens(start, index, *input_ids.shape, bias[0]),
+            scatter_tokens(end, index, *input_ids.shape, bias[1]))

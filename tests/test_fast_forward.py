@@ -150,3 +150,34 @@ def test_real_encoder_fp32_attention_fidelity(minilm_qa, xquad_batch):
     cos, agree = _fidelity(hf, fast, xquad_batch)
     print(f"INT8 dense (fp32 attention) vs fp32: mean per-token cosine {cos:.5f}, start/end argmax agreement {agree}")
     assert cos >= 0.99
+
+
+@pytest.mark.parametrize("left", [False, True], ids=["right-pad", "left-pad"])
+def test_qa_head_on_feature_major_states_matches_hf_head(left, monkeypatch):
+    from transformers import DistilBertForQuestionAnswering
+
+    from fastdistilbert import runtime
+
+    hf = prune_encoder_blocks(tiny_distilbert_qa(seed=4, dim=64, n_heads=4, hidden_dim=128), 0.8)
+    model = fd.convert_to_fast(hf, quantize=True).eval()
+    ids = torch.randint(0, 97, (3, 19), generator=torch.Generator().manual_seed(2))
+    mask = padding_mask(3, 19, [19, 11, 3], left=left)
+    calls = []
+    fm_head = runtime.question_answering_logits
+    monkeypatch.setattr(runtime, "question_answering_logits", lambda *a: calls.append(1) or fm_head(*a))
+    with torch.no_grad():
+        fast = model(input_ids=ids, attention_mask=mask)
+        as_tuple = model(input_ids=ids, attention_mask=mask, return_dict=False)
+        # HF's own head on the [batch, seq, dim] hidden states of the same INT8 encoder
+        hf_head = DistilBertForQuestionAnswering.forward(model, input_ids=ids, attention_mask=mask)
+        with_loss = model(input_ids=ids, attention_mask=mask, start_positions=torch.tensor([1, 2, 0]),
+                          end_positions=torch.tensor([3, 4, 1]))
+    assert len(calls) == 2  # the two inference calls; the one with labels took HF's forward
+    for name in ("start_logits", "end_logits"):
+        torch.testing.assert_close(getattr(fast, name), getattr(hf_head, name), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(getattr(with_loss, name), getattr(hf_head, name), rtol=1e-5, atol=1e-5)
+    bias = model.qa_outputs.bias.detach()
+    assert bool((fast.start_logits[~mask.bool()] == bias[0]).all() and (fast.end_logits[~mask.bool()] == bias[1]).all())
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 2
+    assert torch.equal(as_tuple[0], fast.start_logits) and torch.equal(as_tuple[1], fast.end_logits)
+    assert with_loss.loss is not None and torch.isfinite(with_loss.loss)
