@@ -18,7 +18,7 @@ import torch
 
 from . import quantization as Q
 from . import reference_ops as R
-from ._extension import EXTENSION_AVAILABLE, available_isas, warn_if_unavailable
+from ._extension import EXTENSION_AVAILABLE, active_isa, available_isas, warn_if_unavailable
 
 # Largest block density at which each sparse kernel beats our dense kernel, from
 # `benchmarks/bench_kernels.py --threads 1 --clock cpu` (tokens >= 128, DistilBERT shapes): a sparse kernel at
@@ -27,6 +27,16 @@ from ._extension import EXTENSION_AVAILABLE, available_isas, warn_if_unavailable
 # Measured (1 thread, CPU clock, median over 4 shapes x tokens 128-3072 x densities 0.2 and 0.1):
 # 4x1 0.42, 1x4 0.30 on avx512vnni (0.37 / 0.34 on the 256-bit variant, 0.68 / 0.49 on avx2).
 SPARSE_CROSSOVER = {"4x1": 0.42, "1x4": 0.30}
+# The same on the amx variant, whose dense GEMMs run on AMX tiles (2.2-3.3x its vector dense kernel) while the
+# sparse ones stay on vpdpbusd. Measured on the model (base shape, 2 threads, alternating forwards of the same
+# pruned weights packed sparse and dense, median time sparse / dense): (4,1) 0.68 at density 0.2, 0.92-0.97 at 0.3,
+# 1.11-1.14 at 0.4; (1,4) 0.93 at 0.2, 1.15 at 0.3 (seq 128 x 8 and 384 x 8).
+SPARSE_CROSSOVER_AMX = {"4x1": 0.32, "1x4": 0.22}
+
+
+def sparse_crossover(isa: str) -> dict:
+    """SPARSE_CROSSOVER for the kernel variant `isa` (SPARSE_CROSSOVER_AMX for "amx")."""
+    return SPARSE_CROSSOVER_AMX if isa == "amx" else SPARSE_CROSSOVER
 
 
 @dataclass(frozen=True)
@@ -39,11 +49,12 @@ class PatternInfo:
     densities: dict = field(default_factory=dict)
 
 
-def detect_pattern(weight: torch.Tensor) -> PatternInfo:
-    """Picks the fastest correct kernel for a weight `[N, K]` (int8 or float) from where its zeros are.
+def detect_pattern(weight: torch.Tensor, isa: str | None = None) -> PatternInfo:
+    """Picks the fastest correct kernel for a weight `[N, K]` (int8 or float) from where its zeros are, on the
+    kernel variant `isa` (default: the active one, the variant that will run it).
 
     A sparse pattern is chosen only when its block density is below that pattern's measured
-    crossover (SPARSE_CROSSOVER), and the one with the lowest estimated time wins: zeros that do
+    crossover (sparse_crossover(isa)), and the one with the lowest estimated time wins: zeros that do
     not follow a pattern leave few all-zero blocks, so unstructured sparsity falls through to dense.
     """
     if weight.dim() != 2 or 0 in weight.shape:
@@ -51,7 +62,9 @@ def detect_pattern(weight: torch.Tensor) -> PatternInfo:
     densities = R.block_densities(weight.detach())
     # A sparse kernel's time relative to dense is about density / crossover (its per-block cost is
     # 1 / crossover times dense's): take the cheapest pattern, if it beats dense.
-    relative = {p: densities[p] / crossover for p, crossover in SPARSE_CROSSOVER.items()}
+    if isa is None:
+        isa = active_isa() if EXTENSION_AVAILABLE else "ref"
+    relative = {p: densities[p] / crossover for p, crossover in sparse_crossover(isa).items()}
     best = min(relative, key=relative.get)
     if relative[best] < 1.0:
         return PatternInfo(best, densities[best], densities)
