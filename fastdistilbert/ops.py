@@ -34,8 +34,13 @@ SPARSE_CROSSOVER = {"4x1": 0.42, "1x4": 0.30}
 SPARSE_CROSSOVER_AMX = {"4x1": 0.32, "1x4": 0.22}
 
 
+KERNEL_VARIANTS = ("amx", "avx512vnni", "avx512vnni_256", "avxvnni", "avx2", "ref")  # csrc/dispatch.cpp's names
+
+
 def sparse_crossover(isa: str) -> dict:
     """SPARSE_CROSSOVER for the kernel variant `isa` (SPARSE_CROSSOVER_AMX for "amx")."""
+    if isa not in KERNEL_VARIANTS:
+        raise ValueError(f"unknown kernel variant {isa!r}; expected one of {', '.join(KERNEL_VARIANTS)}")
     return SPARSE_CROSSOVER_AMX if isa == "amx" else SPARSE_CROSSOVER
 
 

@@ -290,6 +290,9 @@ def test_detect_pattern_on_amx_prefers_dense_tiles_at_moderate_sparsity():
     assert ops.detect_pattern(weight, "avx512vnni").pattern == "4x1"
     assert ops.detect_pattern(weight, "amx").pattern == "dense"
     assert ops.detect_pattern(weight).pattern == ops.detect_pattern(weight, ops.active_isa()).pattern
+    assert set(fastdistilbert._extension.compiled_isas()) == set(ops.KERNEL_VARIANTS)
+    with pytest.raises(ValueError, match="unknown kernel variant 'avx512'"):
+        ops.detect_pattern(weight, "avx512")
 
 
 # ---- bad input -----------------------------------------------------------------------------------
