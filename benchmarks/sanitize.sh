@@ -15,8 +15,8 @@ SOURCE=head
 if [[ "${1:-}" == "--worktree" ]]; then SOURCE=worktree; shift; fi
 TESTS=("$@")
 if [[ ${#TESTS[@]} -eq 0 ]]; then
-  TESTS=(tests/test_kernels_exact.py tests/test_kernels_ops.py tests/test_dispatch.py tests/test_hardening_ops.py
-         tests/test_fuzz_kernels.py tests/test_concurrency.py)
+  TESTS=(tests/test_kernels_exact.py tests/test_kernels_ops.py tests/test_kernels_embeddings.py tests/test_dispatch.py
+         tests/test_hardening_ops.py tests/test_fuzz_kernels.py tests/test_concurrency.py)
 fi
 
 WORK="$(mktemp -d -t fastdistilbert-sanitize.XXXXXX)"
