@@ -181,3 +181,20 @@ def test_qa_head_on_feature_major_states_matches_hf_head(left, monkeypatch):
     assert isinstance(as_tuple, tuple) and len(as_tuple) == 2
     assert torch.equal(as_tuple[0], fast.start_logits) and torch.equal(as_tuple[1], fast.end_logits)
     assert with_loss.loss is not None and torch.isfinite(with_loss.loss)
+
+
+@pytest.mark.parametrize("isa", [i for i in ("amx", "avx512vnni") if i in fd.available_isas()] or ["ref"])
+def test_packed_formats_follow_the_running_variants_crossover(isa):
+    # (4,1) block density 0.375: sparse for the vector kernels, dense for the amx variant's tiles.
+    from fastdistilbert import ops
+    from test_kernels_support import forced_isa
+
+    hf = prune_encoder_blocks(tiny_distilbert_qa(seed=6, dim=64, n_heads=4, hidden_dim=128), 0.625)
+    with forced_isa(isa):
+        model = fd.convert_to_fast(hf, quantize=True).eval()
+        model.prepare_kernels()
+        report = model.kernel_report()
+    lin1 = model.distilbert.transformer.layer[0].ffn.lin1.weight
+    assert ops.detect_pattern(lin1, isa).densities["4x1"] == 0.375
+    assert {r["format"] for r in report} == {"dense" if isa == "amx" else "4x1"}
+    assert {r["isa"] for r in report} == {isa}

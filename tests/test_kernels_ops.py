@@ -283,8 +283,8 @@ def test_detect_pattern(isa):
 
 
 def test_detect_pattern_on_amx_prefers_dense_tiles_at_moderate_sparsity():
-    # (4,1) blocks at density ~0.375 (measured on the model: the amx variant's dense tiles win there, the vector
-    # kernels' dense does not), and the active variant's choice is the one the runtime packs.
+    # (4,1) blocks at density 0.375: measured on the model, the amx variant's dense tiles win there, the vector
+    # kernels' dense does not. Without a variant the active one decides.
     weight = torch.randn(64, 64)
     weight.view(16, 4, 64)[:, :, torch.arange(64) % 8 >= 3] = 0
     assert ops.detect_pattern(weight, "avx512vnni").pattern == "4x1"
