@@ -1,8 +1,8 @@
 // The embeddings (word + position, then LayerNorm) of the packed tokens, written feature-major [dim, tokens] for
 // the encoder. With torch ops this took a gather, an add and a LayerNorm, each a pass over [tokens, dim] in
 // memory, then a transpose. Here each thread takes blocks of 16 tokens: it sums and normalizes each token's row in
-// an L1-resident token-major scratch and transposes the block straight into the output, whose rows then get one
-// whole cache line (16 floats) per block.
+// a small token-major scratch (48 KiB at dim 768, about an L1) and transposes the block straight into the output,
+// whose rows then get one whole cache line (16 floats) per block.
 #include "embeddings_fm.h"
 
 #include <ATen/Parallel.h>
