@@ -59,11 +59,11 @@ def _validate_inputs(config, input_ids, attention_mask, inputs_embeds, device, d
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape [batch, sequence], got {tuple(input_ids.shape)}")
         shape = tuple(input_ids.shape)
-        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= config.vocab_size):
-            raise ValueError(
-                f"input_ids contain ids outside the vocabulary [0, {config.vocab_size}): "
-                f"min {int(input_ids.min())}, max {int(input_ids.max())}; was the right tokenizer used?"
-            )
+        if input_ids.numel():
+            low, high = (int(v) for v in torch.aminmax(input_ids))
+            if low < 0 or high >= config.vocab_size:
+                raise ValueError(f"input_ids contain ids outside the vocabulary [0, {config.vocab_size}): "
+                                 f"min {low}, max {high}; was the right tokenizer used?")
     else:
         _validate_inputs_embeds(config, inputs_embeds, dtype)
         shape = tuple(inputs_embeds.shape[:2])
@@ -101,8 +101,16 @@ def _validate_attention_mask(attention_mask, shape) -> None:
         raise ValueError(
             f"attention_mask has shape {tuple(attention_mask.shape)} but the input has shape {shape}; they must match"
         )
-    if attention_mask.numel() and bool(((attention_mask != 0) & (attention_mask != 1)).any()):
-        # The fast path reads any nonzero as a token, HF's as a weight: only 0 and 1 mean the same to both.
+    if not attention_mask.numel() or attention_mask.dtype == torch.bool:
+        return
+    # The fast path reads any nonzero as a token, HF's as a weight: only 0 and 1 mean the same to both. For
+    # integers that is a range (one reduction); a float mask could hold 0.5.
+    if attention_mask.is_floating_point() or attention_mask.is_complex():
+        valid = not bool(((attention_mask != 0) & (attention_mask != 1)).any())
+    else:
+        low, high = (int(v) for v in torch.aminmax(attention_mask))
+        valid = low >= 0 and high <= 1
+    if not valid:
         raise ValueError("attention_mask must contain only 0 (padding) and 1 (token), "
                          f"found {sorted(set(attention_mask.unique().tolist()) - {0, 1})[:3]}")
 
@@ -214,6 +222,12 @@ class _FastCheckpointMixin:
     def _encoder(self) -> "FastDistilBertModel":
         return self.distilbert if hasattr(self, "distilbert") else self
 
+    def _device_and_dtype(self) -> tuple[torch.device, torch.dtype]:
+        """HF's `device` and `dtype` (those of the first parameter, the word embeddings), read directly: the
+        properties walk the parameters, tens of us on every forward."""
+        weight = self._encoder().embeddings.word_embeddings.weight
+        return weight.device, weight.dtype
+
     def prepare_kernels(self) -> None:
         """Builds the kernel layout of every INT8 Linear now instead of at the first forward."""
         encoder = self._encoder()
@@ -300,18 +314,18 @@ class FastDistilBertModel(_FastCheckpointMixin, DistilBertModel):
 
     def int8_kernels(self):
         """The packed kernels of the encoder, rebuilt whenever a quantized tensor changed (e.g. after loading)."""
-        version = runtime.weights_version(self)
-        if getattr(self, "_kernel_version", None) != version:
-            self._kernels = runtime.build_kernels(self)
-            self._kernel_version = version
-        return self._kernels
+        built = getattr(self, "_kernels_built", None)  # (kernels, the stamp of the weights they were built from)
+        if built is None or not built[1].matches():
+            stamp = runtime.WeightsStamp(self)
+            built = (runtime.build_kernels(self), stamp)
+            self._kernels_built = built  # one assignment: threads sharing the model see old or new, whole
+        return built[0]
 
     def install_int8_kernels(self, layers) -> None:
         """Uses already packed kernels (e.g. memory-mapped from a cache shared by worker processes)."""
         if len(layers) != self.config.n_layers:
             raise ValueError(f"expected kernels for {self.config.n_layers} layers, got {len(layers)}")
-        self._kernels = layers
-        self._kernel_version = runtime.weights_version(self)
+        self._kernels_built = (layers, runtime.WeightsStamp(self))
 
     def _can_use_int8_kernels(self, inputs_embeds, position_ids, kwargs) -> bool:
         wants_extra_outputs = any(kwargs.get(k, getattr(self.config, k, False))
@@ -321,10 +335,10 @@ class FastDistilBertModel(_FastCheckpointMixin, DistilBertModel):
                 and kernels_available())
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, position_ids=None, **kwargs):
-        batch, seq = _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds, self.device, self.dtype)
+        device, dtype = self._device_and_dtype()
+        batch, seq = _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds, device, dtype)
         if batch == 0:  # an empty batch (a serving batcher with no requests): empty outputs; HF's forward crashes on it
-            return BaseModelOutput(last_hidden_state=torch.zeros(0, seq, self.config.dim, dtype=self.dtype,
-                                                                 device=self.device))
+            return BaseModelOutput(last_hidden_state=torch.zeros(0, seq, self.config.dim, dtype=dtype, device=device))
         if self._can_use_int8_kernels(inputs_embeds, position_ids, kwargs):
             with torch.no_grad():
                 hidden = runtime.encoder_forward(self, input_ids, attention_mask)
@@ -351,7 +365,8 @@ class FastDistilBertForQuestionAnswering(_FastCheckpointMixin, DistilBertForQues
         encoder = self.distilbert
         if (input_ids is not None and start_positions is None and end_positions is None and not self.training
                 and encoder._can_use_int8_kernels(inputs_embeds, position_ids, kwargs)):
-            batch, _ = _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds, self.device, self.dtype)
+            batch, _ = _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds,
+                                        *self._device_and_dtype())
             if batch:
                 with torch.no_grad():
                     start, end = runtime.question_answering_logits(self, input_ids, attention_mask)

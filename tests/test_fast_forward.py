@@ -85,6 +85,39 @@ def test_weights_changed_in_place_are_repacked():
     assert torch.allclose(after, reference, atol=2e-3)
 
 
+# Changes to the second layer's first feed-forward Linear that an in-place write check would miss.
+def _replace_weight(block):
+    block.ffn.lin1.weight = torch.flip(block.ffn.lin1.weight, dims=[0])
+
+
+def _new_storage(block):
+    block.ffn.lin1.weight.data = torch.flip(block.ffn.lin1.weight, dims=[0])  # no version bump
+
+
+def _replace_module(block):
+    lin = block.ffn.lin1
+    block.ffn.lin1 = fd.modules.QuantizedLinear.from_linear(torch.nn.Linear(lin.in_features, lin.out_features))
+
+
+def _add_static_input(block):
+    block.ffn.lin1.set_static_activation(0.05, 128)  # registers two buffers
+
+
+@pytest.mark.parametrize("change", [_replace_weight, _new_storage, _replace_module, _add_static_input],
+                         ids=["weight-replaced", "new-storage", "module-replaced", "static-input-added"])
+def test_any_change_of_the_weights_is_seen_by_the_next_forward(change):
+    """Beside in-place writes (above): a tensor or module replaced, a tensor given new storage, tensors added; each
+    makes the next forward repack, and the fast path keeps matching the reference path."""
+    model = fd.convert_to_fast(tiny_distilbert_qa(seed=2), quantize=True).eval()
+    ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model(input_ids=ids).start_logits
+        change(model.distilbert.transformer.layer[1])
+    fast, reference = _both_paths(model, input_ids=ids)
+    assert not torch.equal(fast.start_logits, before)
+    assert torch.allclose(fast.start_logits, reference.start_logits, atol=2e-3)
+
+
 def _cosine_per_token(a, b, mask):
     return torch.nn.functional.cosine_similarity(a[mask.bool()], b[mask.bool()], dim=-1)
 

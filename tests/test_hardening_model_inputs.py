@@ -108,11 +108,12 @@ def test_inputs_embeds_of_the_wrong_dtype(any_path, dtype):
         any_path(inputs_embeds=torch.zeros(1, 5, DIM, dtype=dtype))
 
 
-def test_attention_mask_values_other_than_0_and_1_are_refused(any_path):
+@pytest.mark.parametrize("mask,found", [([[1, 1, 2, 0, 0]], r"\[2\]"), ([[1, -1, 1, 0, 0]], r"\[-1\]"),
+                                        ([[1.0, 0.5, 1.0, 0.0, 0.0]], r"\[0\.5\]")], ids=["2", "negative", "0.5"])
+def test_attention_mask_values_other_than_0_and_1_are_refused(any_path, mask, found):
     """The fast path reads any nonzero as a token and HF's path uses the value: only 0/1 mean the same to both."""
-    mask = torch.tensor([[1, 1, 2, 0, 0]])
-    with pytest.raises(ValueError, match=r"attention_mask must contain only 0 \(padding\) and 1 \(token\), found \[2\]"):
-        any_path(input_ids=ids(1, 5), attention_mask=mask)
+    with pytest.raises(ValueError, match=r"attention_mask must contain only 0 \(padding\) and 1 \(token\), found " + found):
+        any_path(input_ids=ids(1, 5), attention_mask=torch.tensor(mask))
 
 
 def test_float_and_bool_masks_equal_the_integer_mask(any_path):
