@@ -101,11 +101,18 @@ at::Tensor attention_int8_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int
     for (int64_t item = b; item < e; ++item) {
       const int64_t s = item / n_heads, h = item % n_heads, n = lengths[s];
       if (n == 0) continue;
-      blocks.resize(3 * head * n);
-      for (int64_t part = 0; part < 3; ++part)
-        copy_rows(src + (part * dim + h * head) * T + first[s], T, blocks.data() + part * head * n, n, head, n);
-      if (!attention.run(k, blocks.data(), blocks.data() + head * n, blocks.data() + 2 * head * n, head, n,
-                         float(scaling), dst + h * head * T + first[s], T))
+      // The head's Q, K and V rows of the sequence as [head, n] blocks: in place when the sequence is all of qkv's
+      // columns (its rows are then n apart), else copied out.
+      const float* q = src + h * head * T + first[s];
+      if (n < T) {
+        blocks.resize(3 * head * n);
+        for (int64_t part = 0; part < 3; ++part)
+          copy_rows(src + (part * dim + h * head) * T + first[s], T, blocks.data() + part * head * n, n, head, n);
+        q = blocks.data();
+      }
+      const int64_t part_stride = n < T ? head * n : dim * T;
+      if (!attention.run(k, q, q + part_stride, q + 2 * part_stride, head, n, float(scaling),
+                         dst + h * head * T + first[s], T))
         finite = false;
     }
   });

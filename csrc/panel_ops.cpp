@@ -90,23 +90,6 @@ NormalizedOutput normalized_output(std::tuple<at::Tensor, at::Tensor, at::Tensor
 bool SublayerTail::run(const KernelTable& k, GemmParams w, const uint8_t* x_codes, const float* x_scale,
                        const int32_t* x_zp, int64_t L, int64_t t0, const float* residual, const NormalizedOutput& out) {
   const int64_t N = w.N;
-  sum.resize(N * L), normed.resize(N * L), codes.resize(N * L);
-  // W x + residual in place over the residual's columns copied into the panel.
-  copy_rows(residual + t0, out.T, sum.data(), L, N, L);
-  w.ld = L, w.out_shift = 0, w.gelu = 0;
-  w.residual = sum.data(), w.out_f32 = sum.data(), w.out_u8 = nullptr, w.out_acc = nullptr;
-  gemm.run(k, w, x_codes, false, x_scale, x_zp, L);
-  k.layer_norm(sum.data(), N, L, 0, L, out.gamma, out.beta, out.eps, normed.data());
-  const bool finite = k.quantize_per_token(normed.data(), N, L, 0, L, out.scale + t0, out.zp + t0, codes.data());
-  copy_rows(normed.data(), L, out.h + t0, out.T, N, L);
-  copy_rows(codes.data(), L, out.codes + t0, out.T, N, L);
-  return finite;
-}
-
-bool SublayerTail::run_direct(const KernelTable& k, GemmParams w, const uint8_t* x_codes, const float* x_scale,
-                              const int32_t* x_zp, int64_t L, int64_t t0, const float* residual,
-                              const NormalizedOutput& out) {
-  const int64_t N = w.N;
   w.ld = out.T, w.out_shift = t0, w.gelu = 0;
   w.residual = residual, w.out_f32 = out.h, w.out_u8 = nullptr, w.out_acc = nullptr;
   gemm.run(k, w, x_codes, false, x_scale, x_zp, L);

@@ -421,10 +421,12 @@ def test_attention_fm_is_identical_on_every_isa(isa, dim, heads):
 
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
 @pytest.mark.parametrize("dim", [24, 18])  # head sizes 8 and 6: K^T's tiles then end in a partial group of 4
-def test_attention_int8_fm_is_its_reference_exactly_on_every_isa(isa, dim):
+# Tails of every tile and vector, more than 64 keys; a single sequence (its heads read in place, not copied out).
+@pytest.mark.parametrize("lengths", [[5, 0, 9, 1, 19, 33, 70], [0, 70, 0]], ids=["packed", "single"])
+def test_attention_int8_fm_is_its_reference_exactly_on_every_isa(isa, dim, lengths):
     """Integer-exact GEMMs and the same fp32 steps: bit-identical to the step-by-step reference, per ISA."""
     g = torch.Generator().manual_seed(12)
-    heads, lengths = 3, [5, 0, 9, 1, 19, 33, 70]  # tails of every tile and vector; more than 64 keys
+    heads = 3
     qkv = torch.randn(3 * dim, sum(lengths), generator=g) * 2
     qkv[dim:2 * dim, 3] = 0.0  # an all-zero key column: scale 1, codes 0
     with forced_isa(isa):
