@@ -10,7 +10,8 @@ from test_kernels_support import AVAILABLE_ISAS, PATTERNS, forced_isa, output_se
 pytestmark = pytest.mark.skipif(not ops.EXTENSION_AVAILABLE, reason="C++ extension not built")
 
 DIM, HEADS, FFN, LAYERS = 40, 4, 136, 2  # head size 10, padded row groups, feed-forward blocks with tails
-SEQUENCES = [[5], [64, 1], [3, 0, 70, 17, 64, 9], [130, 129, 2]]
+# One sequence (short, and across three 64-token blocks) takes the layer path on two threads.
+SEQUENCES = [[5], [130], [64, 1], [3, 0, 70, 17, 64, 9], [130, 129, 2]]
 
 
 def encoder_case(pattern: str, lengths: list[int], seed: int = 0):

@@ -108,3 +108,7 @@ def test_fused_attention_block_opcheck_and_bad_input():
     bad[3, 20] = float("inf")
     with pytest.raises(RuntimeError, match="NaN or Inf"):
         call(residual=bad)
+    # One sequence for two threads: the op's fallback to the unfused ops reports it too.
+    with threads(2), pytest.raises(RuntimeError, match=r"layer_norm_quantize_fm: the normalized activations contain "
+                                                       r"NaN or Inf \(in the tokens from 0 on\)"):
+        call(residual=bad, lengths=[39])
