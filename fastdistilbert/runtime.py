@@ -278,8 +278,9 @@ def encoder_forward_fm(model, input_ids: torch.Tensor, attention_mask: torch.Ten
         ids, positions = input_ids.reshape(-1).index_select(0, index), index % seq
     emb = model.embeddings
     norm = emb.LayerNorm
-    h = ops.embeddings_fm(ids.to(torch.long).contiguous(), positions, emb.word_embeddings.weight.detach(),
-                          emb.position_embeddings.weight.detach(), norm.weight.detach(), norm.bias.detach(), norm.eps)
+    # (The callers run this under no_grad: the parameters go to the ops as they are, with no detached copies.)
+    h = ops.embeddings_fm(ids.to(torch.long).contiguous(), positions, emb.word_embeddings.weight,
+                          emb.position_embeddings.weight, norm.weight, norm.bias, norm.eps)
     config = model.config
     scaling = (config.dim // config.n_heads) ** -0.5
     kernels = model.int8_kernels()
@@ -322,8 +323,8 @@ def question_answering_logits(model, input_ids: torch.Tensor, attention_mask: to
     the head's bias, as the hidden states there are zero."""
     h, index = encoder_forward_fm(model.distilbert, input_ids, attention_mask)
     head = model.qa_outputs
-    weight = head.weight.detach()
-    bias = head.bias.detach() if head.bias is not None else weight.new_zeros(weight.shape[0])
+    weight = head.weight
+    bias = head.bias if head.bias is not None else weight.new_zeros(weight.shape[0])
     start, end = torch.addmm(bias.unsqueeze(1), weight, h)  # [tokens] each
     return (scatter_tokens(start, index, *input_ids.shape, bias[0]),
             scatter_tokens(end, index, *input_ids.shape, bias[1]))
