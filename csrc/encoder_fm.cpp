@@ -121,15 +121,15 @@ struct SequenceEncoder {
         return {i, "Q, K or V (or the INT8 attention scores)"};
       if (!context.quantize(k, dim, L, w.out_in)) return {i, "the attention context"};
       if (!tail.run(k, w.out, context.codes.data(), context.scale.data(), context.zp.data(), L, 0, x.h.data(),
-                           x1.target(L, w.sa_gamma, w.sa_beta, w.sa_eps, w.lin1_in)))
+                    x1.target(L, w.sa_gamma, w.sa_beta, w.sa_eps, w.lin1_in)))
         return {i, "the attention sublayer's normalized output"};
       GemmParams p1 = w.lin1;
       lin1.pack(k, p1, x1.codes.data(), false, x1.scale.data(), x1.zp.data(), L);
       for (int64_t b = 0; b < L; b += kFeedForwardBlock) {
         const int64_t width = std::min(kFeedForwardBlock, L - b);
         if (!hidden.compute(k, p1, b, width, w.lin2_in)) return {i, "the first feed-forward linear's output"};
-        if (!tail.run(k, w.lin2, hidden.codes.data(), hidden.scale.data(), hidden.zp.data(), width, b,
-                             x1.h.data(), x.target(L, w.out_gamma, w.out_beta, w.out_eps, next_in)))
+        if (!tail.run(k, w.lin2, hidden.codes.data(), hidden.scale.data(), hidden.zp.data(), width, b, x1.h.data(),
+                      x.target(L, w.out_gamma, w.out_beta, w.out_eps, next_in)))
           return {i, "the feed-forward sublayer's normalized output"};
       }
     }
