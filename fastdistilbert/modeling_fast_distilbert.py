@@ -314,18 +314,18 @@ class FastDistilBertModel(_FastCheckpointMixin, DistilBertModel):
 
     def int8_kernels(self):
         """The packed kernels of the encoder, rebuilt whenever a quantized tensor changed (e.g. after loading)."""
-        built = getattr(self, "_kernels_built", None)  # (kernels, the stamp of the weights they were built from)
-        if built is None or not built[1].matches():
-            stamp = runtime.WeightsStamp(self)
-            built = (runtime.build_kernels(self), stamp)
-            self._kernels_built = built  # one assignment: threads sharing the model see old or new, whole
-        return built[0]
+        version = runtime.weights_version(self)
+        if getattr(self, "_kernel_version", None) != version:
+            self._kernels = runtime.build_kernels(self)
+            self._kernel_version = version
+        return self._kernels
 
     def install_int8_kernels(self, layers) -> None:
         """Uses already packed kernels (e.g. memory-mapped from a cache shared by worker processes)."""
         if len(layers) != self.config.n_layers:
             raise ValueError(f"expected kernels for {self.config.n_layers} layers, got {len(layers)}")
-        self._kernels_built = (layers, runtime.WeightsStamp(self))
+        self._kernels = layers
+        self._kernel_version = runtime.weights_version(self)
 
     def _can_use_int8_kernels(self, inputs_embeds, position_ids, kwargs) -> bool:
         wants_extra_outputs = any(kwargs.get(k, getattr(self.config, k, False))

@@ -54,7 +54,7 @@ def test_threads_sharing_one_model_equal_serial_calls(model, cold):
     inputs = batches(THREADS * CALLS_PER_THREAD)
     serial = [run(model, x) for x in inputs]
     if cold:  # the first concurrent forwards all find the packed kernels missing and build them
-        model.distilbert._kernels_built = None
+        model.distilbert._kernel_version = None
     with ThreadPoolExecutor(THREADS) as pool:
         concurrent = list(pool.map(lambda x: run(model, x), inputs))
     assert_identical(concurrent, serial)
