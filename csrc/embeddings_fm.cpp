@@ -1,8 +1,9 @@
 // The embeddings (word + position, then LayerNorm) of the packed tokens, written feature-major [dim, tokens] for
 // the encoder. With torch ops this took a gather, an add and a LayerNorm, each a pass over [tokens, dim] in
 // memory, then a transpose. Here each thread takes blocks of 16 tokens: it sums and normalizes each token's row in
-// a small token-major scratch (48 KiB at dim 768, about an L1) and transposes the block straight into the output,
-// whose rows then get one whole cache line (16 floats) per block.
+// a small token-major scratch (48 KiB at dim 768, about an L1) with the active variant's embed_token
+// (embed_token.inc), and transposes the block straight into the output, whose rows then get one whole cache line
+// (16 floats) per block.
 #include "embeddings_fm.h"
 
 #include <ATen/Parallel.h>
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "dispatch.h"
 #include "layer_norm_fm.h"
 #include "panel_ops.h"
 #include "transpose_fm.h"
@@ -37,36 +39,6 @@ void check_index(const char* op, const char* name, const at::Tensor& index, int6
               table);
 }
 
-// sum(v[f]) for f < D in double, over kLanes independent partial sums (one dependency chain would take
-// D additions' latency per token), added in a fixed order.
-constexpr int64_t kLanes = 8;
-
-template <typename Term>
-double lane_sum(int64_t D, Term term) {
-  double acc[kLanes] = {};
-  int64_t f = 0;
-  for (; f + kLanes <= D; f += kLanes)
-    for (int64_t j = 0; j < kLanes; ++j) acc[j] += term(f + j);
-  for (; f < D; ++f) acc[0] += term(f);
-  double sum = 0.0;
-  for (int64_t j = 0; j < kLanes; ++j) sum += acc[j];
-  return sum;
-}
-
-// y = LayerNorm(word + place) of one token over its D features: the mean, then the variance around it (the row is
-// in L1, so a second pass is cheap and avoids E[x^2] - mean^2's cancellation), accumulated in double.
-void embed_token(const float* word, const float* place, int64_t D, const float* gamma, const float* beta,
-                 double eps, float* y) {
-  for (int64_t f = 0; f < D; ++f) y[f] = word[f] + place[f];
-  const double mean = lane_sum(D, [&](int64_t f) { return double(y[f]); }) / double(D);
-  const double var = lane_sum(D, [&](int64_t f) {
-    const double d = double(y[f]) - mean;
-    return d * d;
-  }) / double(D);
-  const float m = float(mean), rstd = float(1.0 / __builtin_sqrt(var + eps));
-  for (int64_t f = 0; f < D; ++f) y[f] = (y[f] - m) * rstd * gamma[f] + beta[f];
-}
-
 }  // namespace
 
 at::Tensor embeddings_fm(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& words,
@@ -88,13 +60,14 @@ at::Tensor embeddings_fm(const at::Tensor& ids, const at::Tensor& positions, con
   const float *w = words.data_ptr<float>(), *p = places.data_ptr<float>();
   const float *g = gamma.data_ptr<float>(), *b = beta.data_ptr<float>();
   float* o = out.data_ptr<float>();
+  const KernelTable& k = active_kernels();
   at::parallel_for(0, (T + kEmbeddingBlock - 1) / kEmbeddingBlock, 1, [&](int64_t b0, int64_t b1) {
     thread_local AlignedVector<float> rows;  // [kEmbeddingBlock][D], kept between calls
     rows.resize(kEmbeddingBlock * D);
     for (int64_t block = b0; block < b1; ++block) {
       const int64_t t0 = block * kEmbeddingBlock, width = std::min(kEmbeddingBlock, T - t0);
       for (int64_t i = 0; i < width; ++i)
-        embed_token(w + id[t0 + i] * D, p + pos[t0 + i] * D, D, g, b, eps, rows.data() + i * D);
+        k.embed_token(w + id[t0 + i] * D, p + pos[t0 + i] * D, D, g, b, eps, rows.data() + i * D);
       transpose_tile(rows.data(), D, width, D, o + t0, T);
     }
   });

@@ -102,6 +102,9 @@ struct KernelTable {
   // (layer_norm_tokens.inc).
   void (*layer_norm)(const float* x, int64_t K, int64_t T, int64_t t0, int64_t t1, const float* gamma,
                      const float* beta, double eps, float* y);
+  // y[0, D) = LayerNorm(word + place) of one token (the embeddings op's rows, token-major; embed_token.inc).
+  void (*embed_token)(const float* word, const float* place, int64_t D, const float* gamma, const float* beta,
+                      double eps, float* y);
   // Softmax over the rows of s[rows][cols] (row-major) as u8 codes: per column m = max over rows, d = max(s - m,
   // -16), code[r][c] = rne(255 exp(d)) with erfc::kExp2Codes (fused multiply-adds; 0..255, the column's
   // maximum gives 255), and sums[c] = their int32 sum (c < cols). Probabilities are codes / sums (1 / sums is the

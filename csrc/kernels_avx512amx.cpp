@@ -30,6 +30,7 @@ namespace avx512amx {
 #include "kernels_simd.inc"
 #include "attention_head.inc"
 #include "layer_norm_tokens.inc"
+#include "embed_token.inc"
 #include "attention_pack.inc"
 #include "attention_pack_simd.inc"
 
@@ -232,7 +233,7 @@ static int64_t peak_loop_amx(int64_t iters, int32_t* sink) {
 }
 
 const KernelTable kTable = {"amx", dot_u8s8, token_align, pack_x,
-                            gemm_amx, quantize_per_token, quantize_static, layer_norm_tokens,
+                            gemm_amx, quantize_per_token, quantize_static, layer_norm_tokens, embed_token,
                             softmax_codes, pack_symmetric, attention_head, peak_loop_amx};
 
 }  // namespace avx512amx

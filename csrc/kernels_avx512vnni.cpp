@@ -15,11 +15,12 @@ namespace avx512vnni {
 #include "kernels_simd.inc"
 #include "attention_head.inc"
 #include "layer_norm_tokens.inc"
+#include "embed_token.inc"
 #include "attention_pack.inc"
 #include "attention_pack_simd.inc"
 
 const KernelTable kTable = {"avx512vnni", dot_u8s8, token_align, pack_x,
-                            gemm, quantize_per_token, quantize_static, layer_norm_tokens,
+                            gemm, quantize_per_token, quantize_static, layer_norm_tokens, embed_token,
                             softmax_codes, pack_symmetric, attention_head, peak_loop};
 
 }  // namespace avx512vnni

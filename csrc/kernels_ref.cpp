@@ -184,6 +184,7 @@ static int32_t quantize_per_token(const float* x, int64_t K, int64_t T, int64_t 
 }
 
 #include "layer_norm_tokens.inc"
+#include "embed_token.inc"
 #include "attention_pack.inc"
 
 static int32_t quantize_static(const float* x, int64_t n, float scale, float zp, uint8_t* q) {
@@ -206,7 +207,7 @@ static int64_t peak_loop(int64_t iters, int32_t* sink) {
 }
 
 const KernelTable kTable = {"ref", dot_u8s8, token_align, pack_x,
-                            gemm, quantize_per_token, quantize_static, layer_norm_tokens,
+                            gemm, quantize_per_token, quantize_static, layer_norm_tokens, embed_token,
                             softmax_codes, pack_symmetric_loops, attention_head, peak_loop};
 
 }  // namespace ref

@@ -4,6 +4,7 @@ import torch
 
 from fastdistilbert import ops
 from fastdistilbert import reference_ops as R
+from test_kernels_support import AVAILABLE_ISAS, forced_isa
 
 pytestmark = pytest.mark.skipif(not ops.EXTENSION_AVAILABLE, reason="C++ extension not built")
 
@@ -25,6 +26,22 @@ def test_embeddings_fm_matches_torch(tokens, dim):
     want = R.embeddings_fm(ids, positions, words, places, gamma, beta, 1e-12)
     assert got.shape == (dim, tokens) and got.is_contiguous()
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dim", [6, 770])
+def test_embeddings_fm_is_identical_on_every_isa(dim):
+    """Each variant runs its own build of the per-token arithmetic (embed_token.inc): all give the bits of `ref`."""
+    words, places, gamma, beta = _tables(60, 30, dim, seed=dim)
+    g = torch.Generator().manual_seed(dim)
+    ids, positions = torch.randint(0, 60, (37,), generator=g), torch.randint(0, 30, (37,), generator=g)
+    words = words * 3 + 1  # a mean far from 0 and a wide spread: rounding differences would show
+    outs = {}
+    for isa in AVAILABLE_ISAS:
+        with forced_isa(isa):
+            outs[isa] = ops.embeddings_fm(ids, positions, words, places, gamma, beta, 1e-12)
+    assert "ref" in outs
+    for isa, out in outs.items():
+        assert torch.equal(out, outs["ref"]), isa
 
 
 def test_embeddings_fm_threads_give_the_same_result():
