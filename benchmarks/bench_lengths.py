@@ -1,8 +1,12 @@
 """Real inputs are rarely a multiple of 64 tokens (the kernels' token chunk). This benchmark measures what a sequence's
 ragged end costs: the time per token of our QA forward at each length beside the first length given (a multiple of
 64), the lengths alternating in one process so that all meet the same spells of a shared machine. With --squad it also
-runs real SQuAD-format questions (question + context, truncated to 384 tokens as the QA pipeline does) through our
-model and through HF's fp32 DistilBERT on the same weights, alternating per batch, and reports the speed-up.
+runs real SQuAD-format questions (question + context, truncated to 384 tokens as the QA pipeline does, each batch
+padded to its longest input as the pipeline's tokenizer does) through our model and through the in-process peers of
+bench_model.py on the same weights (HF PyTorch fp32, PyTorch dynamic INT8, ONNX Runtime INT8, OpenVINO INT8; one that
+is not installed is skipped with a note), alternating per batch, and reports our speed-up over each. Our model
+computes only the real tokens of a padded batch; the peers compute the padding too, as they would serving it.
+DeepSparse is not run here: its engines are compiled for one fixed input shape.
 
     python benchmarks/bench_lengths.py --json bench-results/lengths.json --squad ../shared/data/xquad-en.json
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,28 +56,50 @@ def squad_batches(path: Path, tokenizer, limit: int, batch: int) -> list[dict]:
             for i in range(0, len(examples), batch)]
 
 
-def squad_speedup(ours, hf, batches: list[dict], rounds: int) -> dict:
-    """Both models on every batch, alternating; total time of each and HF's / ours."""
-    totals = {"ours": 0.0, "hf": 0.0}
-    with torch.inference_mode():
-        for _ in tqdm(range(rounds), desc="squad", unit="round"):
+def squad_speedup(runners: dict, batches: list[dict], rounds: int) -> dict:
+    """Every runner (callable(ids, mask)) on all the batches in turn, `rounds` times, each turn starting one runner
+    further on (as bench_model's measure_in_turns) and with one untimed batch first: another runtime has used the
+    caches since (run batch by batch in alternation, the peers' weights evicted ours between calls: 1.25x our time
+    at batch 1). Each one's mean ms per batch and the first runner's speed-up over each (its total / the first's)."""
+    totals = dict.fromkeys(runners, 0.0)
+    names = list(runners)
+    for turn in tqdm(range(rounds), desc="squad", unit="round"):
+        for name in names[turn % len(names):] + names[:turn % len(names)]:
+            run = runners[name]
+            run(batches[0]["input_ids"], batches[0]["attention_mask"])
             for b in batches:
-                for name, model in (("ours", ours), ("hf", hf)):
-                    start = time.perf_counter()
-                    model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
-                    totals[name] += time.perf_counter() - start
-    tokens = [int(b["attention_mask"].sum()) for b in batches]
+                start = time.perf_counter()
+                run(b["input_ids"], b["attention_mask"])
+                totals[name] += time.perf_counter() - start
+    first = next(iter(runners))
+    real = [int(b["attention_mask"].sum()) for b in batches]
+    padded = [int(b["input_ids"].numel()) for b in batches]
     return {"batches": len(batches), "batch": int(batches[0]["input_ids"].shape[0]) if batches else 0,
-            "tokens_per_batch_median": statistics.median(tokens) if tokens else 0,
-            "ours_ms_per_batch": 1e3 * totals["ours"] / (rounds * len(batches)),
-            "hf_fp32_ms_per_batch": 1e3 * totals["hf"] / (rounds * len(batches)),
-            "speedup_over_hf_fp32": totals["hf"] / totals["ours"]}
+            "tokens_per_batch_median": statistics.median(real) if real else 0,
+            "padded_tokens_per_batch_median": statistics.median(padded) if padded else 0,
+            "ms_per_batch": {name: 1e3 * t / (rounds * len(batches)) for name, t in totals.items()},
+            f"{first}_speedup": {name: t / totals[first] for name, t in totals.items() if name != first}}
+
+
+def squad_runners(ours, hf, workdir: Path, threads: int, wanted: list[str]) -> tuple[dict, list[str]]:
+    """{name: callable(ids, mask)}, ours first, then the wanted peers of bench_model that are installed; notes on
+    the ones skipped."""
+    from fastdistilbert.benchmarking.peers import PEERS, PeerUnavailable, torch_runner
+
+    runners, notes = {"fastdistilbert": torch_runner(ours)}, []
+    for name in wanted:
+        try:
+            runners[name] = PEERS[name](hf, workdir, threads)
+        except PeerUnavailable as exc:
+            notes.append(f"{name} skipped: {exc}")
+    return runners, notes
 
 
 def main(argv=None) -> int:
     import fastdistilbert as fd
     from fastdistilbert.benchmarking.env import environment
     from fastdistilbert.benchmarking.model import base_shaped_model, weight_variants
+    from fastdistilbert.benchmarking.peers import PEERS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", type=Path, required=True, help="write the records here (never overwritten)")
@@ -84,7 +111,12 @@ def main(argv=None) -> int:
     p.add_argument("--squad", type=Path, help="SQuAD v1.1 JSON file of real questions (evaluation data is fine: "
                                               "nothing is trained)")
     p.add_argument("--squad-limit", type=int, default=96)
+    p.add_argument("--peers", default=",".join(PEERS), help=f"comma list of peers for --squad (default: all of "
+                                                             f"{', '.join(PEERS)}; pytorch-fp32 at least)")
     args = p.parse_args(argv)
+    peers = [v for v in args.peers.split(",") if v]
+    if any(v not in PEERS for v in peers) or "pytorch-fp32" not in peers:
+        p.error(f"--peers must be a comma list of {', '.join(PEERS)} holding pytorch-fp32, got {args.peers!r}")
     if args.json.exists():
         p.error(f"{args.json} exists; choose another --json path (results are never overwritten)")
     lengths = [int(v) for v in args.lengths.split(",") if v.strip().isdigit()]
@@ -105,12 +137,17 @@ def main(argv=None) -> int:
         from fastdistilbert.testing import minilm_tokenizer
 
         result["squad"] = {}
-        for batch in (1, 8):
-            batches = squad_batches(args.squad, minilm_tokenizer(), args.squad_limit, batch)
-            s = result["squad"][f"batch_{batch}"] = squad_speedup(ours, hf, batches, 2)
-            print(f"SQuAD inputs, batch {batch} (median {s['tokens_per_batch_median']} real tokens per batch): ours "
-                  f"{s['ours_ms_per_batch']:.1f} ms, HF fp32 {s['hf_fp32_ms_per_batch']:.1f} ms per batch, "
-                  f"{s['speedup_over_hf_fp32']:.2f}x")
+        with tempfile.TemporaryDirectory() as workdir:
+            runners, result["squad_notes"] = squad_runners(ours, hf, Path(workdir), args.threads, peers)
+            for note in result["squad_notes"]:
+                print("note:", note)
+            for batch in (1, 8):
+                batches = squad_batches(args.squad, minilm_tokenizer(), args.squad_limit, batch)
+                s = result["squad"][f"batch_{batch}"] = squad_speedup(runners, batches, 2)
+                print(f"SQuAD inputs, batch {batch} (median {s['tokens_per_batch_median']} real tokens, "
+                      f"{s['padded_tokens_per_batch_median']} with padding, per batch): ms per batch "
+                      + ", ".join(f"{name} {ms:.1f}" for name, ms in s["ms_per_batch"].items()) + "; ours over them "
+                      + ", ".join(f"{name} {x:.2f}x" for name, x in s["fastdistilbert_speedup"].items()))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
     return 0

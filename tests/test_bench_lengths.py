@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import fastdistilbert as fd
+from fastdistilbert.benchmarking.peers import torch_runner
 from fastdistilbert.testing import padding_mask, tiny_distilbert_qa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -25,17 +26,38 @@ def test_lengths_sweep_reports_every_length_against_the_first():
     assert all(r["ms"] > 0 and r["us_per_token"] > 0 and r["per_token_vs_first"] > 0 for r in records)
 
 
-def test_squad_speedup_times_both_models_on_padded_batches():
+def test_squad_speedup_times_every_runner_on_padded_batches():
     ours, hf = _models()
     g = torch.Generator().manual_seed(0)
     batches = [{"input_ids": torch.randint(0, 97, (2, 9), generator=g), "attention_mask": padding_mask(2, 9, [9, 5])},
                {"input_ids": torch.randint(0, 97, (2, 7), generator=g), "attention_mask": padding_mask(2, 7, [7, 7])}]
-    s = bench_lengths.squad_speedup(ours, hf, batches, rounds=1)
-    assert (s["batches"], s["batch"], s["tokens_per_batch_median"]) == (2, 2, 14)
-    assert s["ours_ms_per_batch"] > 0 and s["hf_fp32_ms_per_batch"] > 0 and s["speedup_over_hf_fp32"] > 0
+    seen = []
+    runners = {"fastdistilbert": torch_runner(ours), "pytorch-fp32": torch_runner(hf),
+               "recorder": lambda ids, mask: seen.append((tuple(ids.shape), int(mask.sum())))}
+    s = bench_lengths.squad_speedup(runners, batches, rounds=1)
+    assert (s["batches"], s["batch"], s["tokens_per_batch_median"], s["padded_tokens_per_batch_median"]) == (2, 2, 14, 16)
+    assert seen == [((2, 9), 14), ((2, 9), 14), ((2, 7), 14)]  # a warm-up, then each batch as given, padding included
+    assert set(s["ms_per_batch"]) == set(runners) and min(s["ms_per_batch"].values()) > 0
+    assert set(s["fastdistilbert_speedup"]) == {"pytorch-fp32", "recorder"}
+    assert all(x > 0 for x in s["fastdistilbert_speedup"].values())
 
 
-@pytest.mark.parametrize("option", [["--lengths", "128,0"], ["--lengths", "128,x"], ["--batch", "0"]])
+def test_squad_runners_put_ours_first_and_skip_a_missing_peer_with_a_note(tmp_path, monkeypatch):
+    from fastdistilbert.benchmarking import peers
+
+    def missing(hf, workdir, threads):
+        raise peers.PeerUnavailable("not installed")
+    monkeypatch.setitem(peers.PEERS, "onnxruntime-int8", missing)
+    ours, hf = _models()
+    runners, notes = bench_lengths.squad_runners(ours, hf, tmp_path, 1, ["pytorch-fp32", "onnxruntime-int8"])
+    assert list(runners) == ["fastdistilbert", "pytorch-fp32"]
+    assert notes == ["onnxruntime-int8 skipped: not installed"]
+    ids = torch.randint(0, 97, (1, 5), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(runners["pytorch-fp32"](ids, torch.ones_like(ids)), torch_runner(hf)(ids, torch.ones_like(ids)))
+
+
+@pytest.mark.parametrize("option", [["--lengths", "128,0"], ["--lengths", "128,x"], ["--batch", "0"],
+                                    ["--peers", "onnxruntime-int8"], ["--peers", "pytorch-fp32,tvm"]])
 def test_bad_options_are_refused_before_any_work(tmp_path, option, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench_lengths.main(["--json", str(tmp_path / "out.json"), *option])
