@@ -125,8 +125,8 @@ struct SequenceEncoder {
         return {i, "the attention sublayer's normalized output"};
       GemmParams p1 = w.lin1;
       lin1.pack(k, p1, x1.codes.data(), false, x1.scale.data(), x1.zp.data(), L);
-      for (int64_t b = 0; b < L; b += kFeedForwardBlock) {
-        const int64_t width = std::min(kFeedForwardBlock, L - b);
+      for (int64_t block = 0, blocks = feed_forward_blocks(L); block < blocks; ++block) {
+        const int64_t b = block * kFeedForwardBlock, width = feed_forward_width(L, block);
         if (!hidden.compute(k, p1, b, width, w.lin2_in)) return {i, "the first feed-forward linear's output"};
         if (!tail.run(k, w.lin2, hidden.codes.data(), hidden.scale.data(), hidden.zp.data(), width, b, x1.h.data(),
                       x.target(L, w.out_gamma, w.out_beta, w.out_eps, next_in)))

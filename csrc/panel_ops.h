@@ -60,6 +60,21 @@ struct PanelGemm {
 // the Xeon we measured on). 128-token blocks were 13% faster there for (4,1) weights at 3072 tokens but 20-30%
 // slower for (1,4) weights at 1024 tokens, whose activation panels then leave L2.
 constexpr int64_t kFeedForwardBlock = 64;
+// The last block also takes up to this many tokens after it (143 tokens: 64 + 79, not 64 + 64 + 15): 1-2 token
+// vectors in a block of their own ran the (4,1) kernel's tile of 1-2 vectors, bound by its per-quad instructions;
+// with the block before, the 512-bit kernels take them in the same tile (kernels_simd.inc, quad_4x1_tile), and a
+// sequence on the layer path splits into fewer, more even blocks across the threads. With the tile, alternating in
+// one process, 2 threads, a forward of 1 x 143 / 150 tokens took 0.93x / 0.89x the time (170, 200, 270: 0.96-0.99x).
+constexpr int64_t kFeedForwardTail = 32;
+
+// Blocks of T tokens: block b is tokens [b * kFeedForwardBlock, + feed_forward_width(T, b)).
+inline int64_t feed_forward_blocks(int64_t T) {
+  const int64_t n = (T + kFeedForwardBlock - 1) / kFeedForwardBlock;
+  return n > 1 && T - (n - 1) * kFeedForwardBlock <= kFeedForwardTail ? n - 1 : n;
+}
+inline int64_t feed_forward_width(int64_t T, int64_t b) {
+  return b + 1 < feed_forward_blocks(T) ? kFeedForwardBlock : T - b * kFeedForwardBlock;
+}
 
 // How the consumer of an activation panel quantizes it: `params` = {scale, zero point} of a static per-tensor
 // scheme (the kernels' quantize_static; scale and zero point then fill the per-token arrays), nullptr: per token.

@@ -10,8 +10,9 @@ from test_kernels_support import AVAILABLE_ISAS, PATTERNS, forced_isa, output_se
 pytestmark = pytest.mark.skipif(not ops.EXTENSION_AVAILABLE, reason="C++ extension not built")
 
 DIM, HEADS, FFN, LAYERS = 40, 4, 136, 2  # head size 10, padded row groups, feed-forward blocks with tails
-# One sequence (short, and across three 64-token blocks) takes the layer path on two threads.
-SEQUENCES = [[5], [130], [64, 1], [3, 0, 70, 17, 64, 9], [130, 129, 2]]
+# One sequence (short, and across two feed-forward blocks, the last with a 22-token tail) takes the layer path on two
+# threads.
+SEQUENCES = [[5], [150], [64, 1], [3, 0, 70, 17, 64, 9], [130, 129, 2]]
 
 
 def encoder_case(pattern: str, lengths: list[int], seed: int = 0):
@@ -96,6 +97,18 @@ def test_encoder_opcheck():
         for params in (None, static_params()):
             torch.library.opcheck(torch.ops.fastdistilbert.encoder_fm.default,
                                   (h, packed, norms, eps, lengths, HEADS, 0.3, int8_attention, params))
+
+
+def test_a_non_finite_feed_forward_activation_names_its_layer():
+    # Layer 1's first feed-forward linear overflows to Inf; the depth-first path (balanced sequences) names the layer.
+    lengths = [70, 70]
+    h, packed, norms, eps = encoder_case("4x1", lengths)
+    w, s, b = weight_with_zeros(FFN, DIM, 0.3, "4x1", 12)
+    packed = packed[:6] + [ops.pack_weight(w, torch.full_like(s, 3e38), b, "4x1")] + packed[7:]
+    for n_threads in (1, 2):
+        with threads(n_threads), pytest.raises(RuntimeError, match="the first feed-forward linear's output of layer 1 "
+                                                                   r"contains NaN or Inf \(in sequence [01]\)"):
+            ops.encoder_fm(h, packed, norms, eps, lengths, HEADS, 0.3, False)
 
 
 def test_encoder_bad_input():

@@ -17,9 +17,10 @@ from test_kernels_support import FAST_ISAS, PATTERNS, act_params, codes, forced_
 pytestmark = pytest.mark.skipif(not ops.EXTENSION_AVAILABLE, reason="C++ extension not built")
 
 # (N, K, T): the awkward sizes 1, 2, 3, 7, 13, 17, 31, 33, 63, 65, 127, 768, 3072, sampled; K = 4097 is past
-# the widest row group the avx2 variant widens on its stack (it then widens weights in the tiles instead).
+# the widest row group the avx2 variant widens on its stack (it then widens weights in the tiles instead). T = 90 and
+# 144: a last chunk of 2 and 1 token vectors that the 512-bit 4x1 tile takes with the chunk before (ragged, whole).
 SHAPES = [(1, 1, 1), (2, 3, 7), (13, 17, 31), (33, 63, 65), (127, 65, 33), (768, 768, 13), (65, 3072, 17),
-          (3072, 127, 2), (7, 768, 127), (31, 2, 63), (9, 4097, 40)]
+          (3072, 127, 2), (7, 768, 127), (31, 2, 63), (9, 4097, 40), (20, 50, 90), (6, 100, 144)]
 DENSITIES = (0.0, 0.1, 0.5, 0.8, 0.9, 1.0)
 ACC_SENTINEL = 0x7F  # int32 0x7F7F7F7F: larger than any accumulator of these shapes
 
@@ -66,7 +67,7 @@ EPILOGUES = list(itertools.product([False, True], repeat=4))  # gelu, residual, 
 @pytest.mark.parametrize("isa", FAST_ISAS + ["torch"])
 def test_epilogues_match_ref(isa, pattern):
     # Every epilogue on every shape; int8 input and bias presence alternate across the combinations.
-    cases = itertools.product([(13, 17, 31), (33, 65, 70), (7, 768, 17)], EPILOGUES)
+    cases = itertools.product([(13, 17, 31), (33, 65, 70), (7, 768, 17), (9, 40, 90)], EPILOGUES)
     for i, (shape, (gelu, residual, requant, per_token)) in enumerate(cases):
         s8, bias = i % 2 == 1, (i // 2) % 2 == 0
         n, k, t = shape

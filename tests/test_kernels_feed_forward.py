@@ -31,7 +31,7 @@ def two_ops(x_q, x_scale, x_zp, packed1, packed2, residual):
 
 
 def every_isa_pattern_tail_and_thread_count(test):
-    for name, values in [("n_threads", [1, 2]), ("tokens", [1, 63, 64, 200]), ("pattern", PATTERNS),
+    for name, values in [("n_threads", [1, 2]), ("tokens", [1, 63, 64, 96, 150, 200]), ("pattern", PATTERNS),
                          ("isa", AVAILABLE_ISAS)]:
         test = pytest.mark.parametrize(name, values)(test)
     return test
