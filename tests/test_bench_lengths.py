@@ -57,7 +57,8 @@ def test_squad_runners_put_ours_first_and_skip_a_missing_peer_with_a_note(tmp_pa
 
 
 @pytest.mark.parametrize("option", [["--lengths", "128,0"], ["--lengths", "128,x"], ["--batch", "0"],
-                                    ["--peers", "onnxruntime-int8"], ["--peers", "pytorch-fp32,tvm"]])
+                                    ["--peers", "onnxruntime-int8"], ["--peers", "pytorch-fp32,tvm"],
+                                    ["--squad-limit", "0"]])
 def test_bad_options_are_refused_before_any_work(tmp_path, option, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench_lengths.main(["--json", str(tmp_path / "out.json"), *option])
