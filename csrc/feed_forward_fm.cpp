@@ -60,10 +60,11 @@ struct BlockScratch {
 template <typename Finish>
 void for_each_block(const KernelTable& k, const FeedForward& f, const char* op, Finish finish) {
   std::atomic<int64_t> bad_block{-1};
-  at::parallel_for(0, feed_forward_blocks(f.T), 1, [&](int64_t b0, int64_t b1) {
+  const int64_t threads = at::get_num_threads();
+  at::parallel_for(0, feed_forward_blocks(f.T, threads), 1, [&](int64_t b0, int64_t b1) {
     thread_local BlockScratch s;  // kept between calls: no allocation, zero-filling or page faults per call
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t t0 = b * kFeedForwardBlock, width = feed_forward_width(f.T, b);
+      const int64_t t0 = b * kFeedForwardBlock, width = feed_forward_width(f.T, b, threads);
       if (s.hidden.compute(k, f.p1, t0, width))
         finish(s, t0, width);
       else
@@ -82,7 +83,7 @@ at::Tensor feed_forward_fm(const at::Tensor& x_q, const at::Tensor& x_scale, con
   const KernelTable& k = active_kernels();
   FeedForward f = prepare_feed_forward(k, x_q, x_scale, x_zero_point, packed1, packed2, residual, op);
   const int64_t T = f.T;
-  if (feed_forward_blocks(T) < at::get_num_threads()) {
+  if (feed_forward_blocks(T, at::get_num_threads()) < at::get_num_threads()) {
     // Too few tokens to give every thread a block: the two ops split rows across threads instead.
     at::Tensor hidden = quantized_linear(x_q, x_scale, x_zero_point, packed1, f.p1.N, true, std::nullopt,
                                          std::nullopt, std::nullopt);
@@ -111,7 +112,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> feed_forward_block_fm
   const KernelTable& k = active_kernels();
   FeedForward f = prepare_feed_forward(k, x_q, x_scale, x_zero_point, packed1, packed2, residual, op);
   check_layer_norm_args(op, residual, gamma, beta, eps);
-  if (feed_forward_blocks(f.T) < at::get_num_threads())
+  if (feed_forward_blocks(f.T, at::get_num_threads()) < at::get_num_threads())
     return layer_norm_quantize_fm(feed_forward_fm(x_q, x_scale, x_zero_point, packed1, packed2, residual), gamma,
                                   beta, eps);
   auto normalized = empty_normalized(residual);
