@@ -62,10 +62,11 @@ def squad_speedup(runners: dict, batches: list[dict], rounds: int) -> dict:
     caches since (run batch by batch in alternation, the peers' weights evicted ours between calls: 21.5 against 14.8
     ms per input at batch 1 in two runs). Each one's mean ms per batch and the first runner's speed-up over each (its
     total / the first's)."""
+    from fastdistilbert.benchmarking.model import turn_order
+
     totals = dict.fromkeys(runners, 0.0)
-    names = list(runners)
     for turn in tqdm(range(rounds), desc="squad", unit="round"):
-        for name in names[turn % len(names):] + names[:turn % len(names)]:
+        for name in turn_order(list(runners), turn):
             run = runners[name]
             run(batches[0]["input_ids"], batches[0]["attention_mask"])
             for b in batches:
@@ -85,15 +86,10 @@ def squad_speedup(runners: dict, batches: list[dict], rounds: int) -> dict:
 def squad_runners(ours, hf, workdir: Path, threads: int, wanted: list[str]) -> tuple[dict, list[str]]:
     """{name: callable(ids, mask)}, ours first, then the wanted peers of bench_model that are installed; notes on
     the ones skipped."""
-    from fastdistilbert.benchmarking.peers import PEERS, PeerUnavailable, torch_runner
+    from fastdistilbert.benchmarking.peers import build_peers, torch_runner
 
-    runners, notes = {"fastdistilbert": torch_runner(ours)}, []
-    for name in wanted:
-        try:
-            runners[name] = PEERS[name](hf, workdir, threads)
-        except PeerUnavailable as exc:
-            notes.append(f"{name} skipped: {exc}")
-    return runners, notes
+    peers, notes = build_peers(hf, workdir, threads, wanted)
+    return {"fastdistilbert": torch_runner(ours), **peers}, notes
 
 
 def main(argv=None) -> int:

@@ -39,7 +39,7 @@ import fastdistilbert as fd
 from ..testing import prune_encoder_blocks
 from .deepsparse_peer import DeepSparseWorker
 from .env import environment, summarize, time_calls
-from .peers import PEERS, PeerUnavailable, torch_runner
+from .peers import PEERS, PeerUnavailable, build_peers, torch_runner
 
 DEFAULT_POINTS = "128x1,128x8,128x32,384x1,384x8"
 DEFAULT_BOUNDS = "128:100,384:400"
@@ -129,6 +129,11 @@ def check_turns(rounds: int, budget_s: float) -> None:
         raise UserError(f"--rounds must be >= 1 and --budget > 0, got {rounds} and {budget_s}")
 
 
+def turn_order(keys: list, turn: int) -> list:
+    """The order of the runtimes in turn `turn`: each turn starts one runtime further on."""
+    return keys[turn % len(keys):] + keys[:turn % len(keys)]
+
+
 def measure_in_turns(timers: dict, points: list[tuple[int, int]], budget_s: float, rounds: int) -> dict:
     """{(seq, batch, key): latencies}: at every point, `rounds` turns in which every timer runs for budget_s / rounds
     (each turn starting one runtime further on). On a shared machine whose speed drifts over seconds to minutes,
@@ -143,7 +148,7 @@ def measure_in_turns(timers: dict, points: list[tuple[int, int]], budget_s: floa
             ids = torch.randint(1000, 29000, (batch, seq), generator=g)
             mask = torch.ones_like(ids)
             for turn in range(rounds):
-                for key in keys[turn % len(keys):] + keys[:turn % len(keys)]:
+                for key in turn_order(keys, turn):
                     measured = timers[key](seq, batch, ids, mask, budget_s=budget_s / rounds, warmup=1,
                                            min_iters=per_turn)
                     latencies.setdefault((seq, batch, key), []).extend(measured)
@@ -276,13 +281,10 @@ def run(args) -> int:
             runners[("fastdistilbert", variant)] = run
             notes.append(f"fastdistilbert {variant}: kernel formats {formats}, ISA {env['isa']}")
     with tempfile.TemporaryDirectory() as workdir:
-        for name, build in PEERS.items():
-            if wanted and name not in wanted:
-                continue
-            try:
-                runners[(name, "dense")] = build(hf, Path(workdir), args.threads)
-            except PeerUnavailable as exc:
-                notes.append(f"{name} skipped: {exc}")
+        peers, skipped = build_peers(hf, Path(workdir), args.threads,
+                                     [name for name in PEERS if not wanted or name in wanted])
+        runners.update({(name, "dense"): run for name, run in peers.items()})
+        notes += skipped
         timers = {key: in_process_timer(fn) for key, fn in runners.items()}
         with contextlib.ExitStack() as stack:
             deepsparse = None

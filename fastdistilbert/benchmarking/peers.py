@@ -127,3 +127,15 @@ PEERS = {
     "onnxruntime-int8": onnxruntime_int8,
     "openvino-int8": openvino_int8,
 }
+
+
+def build_peers(hf_model, workdir: Path, threads: int, names) -> tuple[dict, list[str]]:
+    """{name: callable(ids, mask)} of the named peers (keys of PEERS) that are installed, built in that order, and a
+    note for each one skipped."""
+    runners, notes = {}, []
+    for name in names:
+        try:
+            runners[name] = PEERS[name](hf_model, workdir, threads)
+        except PeerUnavailable as exc:
+            notes.append(f"{name} skipped: {exc}")
+    return runners, notes
