@@ -47,6 +47,12 @@ FeedForward prepare_feed_forward(const KernelTable& k, const at::Tensor& x_q, co
   return f;
 }
 
+// Whether T tokens make a feed-forward block for every thread; with fewer, the ops split rows across the threads.
+bool block_per_thread(int64_t T) {
+  const int64_t threads = at::get_num_threads();
+  return feed_forward_blocks(T, threads) >= threads;
+}
+
 // Per-thread scratch of one token block: lin1 + GELU and its codes, the GEMM of lin2 on them, and the LayerNorm
 // tail of feed_forward_block_fm.
 struct BlockScratch {
@@ -83,7 +89,7 @@ at::Tensor feed_forward_fm(const at::Tensor& x_q, const at::Tensor& x_scale, con
   const KernelTable& k = active_kernels();
   FeedForward f = prepare_feed_forward(k, x_q, x_scale, x_zero_point, packed1, packed2, residual, op);
   const int64_t T = f.T;
-  if (feed_forward_blocks(T, at::get_num_threads()) < at::get_num_threads()) {
+  if (!block_per_thread(T)) {
     // Too few tokens to give every thread a block: the two ops split rows across threads instead.
     at::Tensor hidden = quantized_linear(x_q, x_scale, x_zero_point, packed1, f.p1.N, true, std::nullopt,
                                          std::nullopt, std::nullopt);
@@ -112,7 +118,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> feed_forward_block_fm
   const KernelTable& k = active_kernels();
   FeedForward f = prepare_feed_forward(k, x_q, x_scale, x_zero_point, packed1, packed2, residual, op);
   check_layer_norm_args(op, residual, gamma, beta, eps);
-  if (feed_forward_blocks(f.T, at::get_num_threads()) < at::get_num_threads())
+  if (!block_per_thread(f.T))
     return layer_norm_quantize_fm(feed_forward_fm(x_q, x_scale, x_zero_point, packed1, packed2, residual), gamma,
                                   beta, eps);
   auto normalized = empty_normalized(residual);
