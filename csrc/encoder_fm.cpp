@@ -95,48 +95,169 @@ struct Failure {
   const char* what = nullptr;
 };
 
-// Per-thread scratch for one sequence at a time, kept between calls (no allocation or page faults per call).
-struct SequenceEncoder {
-  ActivationPanel x;        // a layer's input; its feed-forward sublayer writes the layer's output here
-  ActivationPanel x1;       // the attention sublayer's output
-  ActivationPanel context;  // the attention context and its codes
-  SequenceAttention attention;
+// A layer's panels for one run of tokens (a whole sequence, or a range of one): its input x (the feed-forward
+// sublayer writes the layer's output here), the attention sublayer's output x1 and the attention context.
+struct TokenPanels {
+  ActivationPanel x, x1, context;
   SublayerTail tail;
   PanelGemm lin1;
   HiddenPanel hidden;
 
-  // Every layer on columns [t0, t0 + L) of h_in [dim][T], the result into the same columns of h_out.
-  Failure run(const KernelTable& k, const std::vector<Layer>& layers, int64_t n_heads, float scaling,
-              bool int8_attention, const float* h_in, float* h_out, int64_t T, int64_t t0, int64_t L) {
+  void resize(int64_t dim, int64_t L) { x.resize(dim, L), x1.resize(dim, L), context.resize(dim, L); }
+
+  // x's fp32 values: columns [t0, t0 + L) of h_in [dim][T], and their codes for the first layer's QKV.
+  bool load(const KernelTable& k, const std::vector<Layer>& layers, const float* h_in, int64_t T, int64_t t0,
+            int64_t L) {
     const int64_t dim = layers[0].out.N;
-    x.resize(dim, L), x1.resize(dim, L), context.resize(dim, L);
+    resize(dim, L);
     copy_rows(h_in + t0, T, x.h.data(), L, dim, L);
-    if (!x.quantize(k, dim, L, layers[0].qkv_in)) return {0, "the input"};
-    for (int64_t i = 0; i < int64_t(layers.size()); ++i) {
-      const Layer& w = layers[i];
-      // The layer's output is coded for the next layer's QKV (the last layer's codes go unused).
-      const CodeScheme next_in = i + 1 < int64_t(layers.size()) ? layers[i + 1].qkv_in : CodeScheme{};
-      if (!attention.run(k, w.qkv, x.codes.data(), false, x.scale.data(), x.zp.data(), L, n_heads, scaling,
-                         context.h.data(), L, int8_attention))
-        return {i, "Q, K or V (or the INT8 attention scores)"};
-      if (!context.quantize(k, dim, L, w.out_in)) return {i, "the attention context"};
-      if (!tail.run(k, w.out, context.codes.data(), context.scale.data(), context.zp.data(), L, 0, x.h.data(),
-                    x1.target(L, w.sa_gamma, w.sa_beta, w.sa_eps, w.lin1_in)))
-        return {i, "the attention sublayer's normalized output"};
-      GemmParams p1 = w.lin1;
-      lin1.pack(k, p1, x1.codes.data(), false, x1.scale.data(), x1.zp.data(), L);
-      for (int64_t block = 0, blocks = feed_forward_blocks(L); block < blocks; ++block) {
-        const int64_t b = block * kFeedForwardBlock, width = feed_forward_width(L, block);
-        if (!hidden.compute(k, p1, b, width, w.lin2_in)) return {i, "the first feed-forward linear's output"};
-        if (!tail.run(k, w.lin2, hidden.codes.data(), hidden.scale.data(), hidden.zp.data(), width, b, x1.h.data(),
-                      x.target(L, w.out_gamma, w.out_beta, w.out_eps, next_in)))
-          return {i, "the feed-forward sublayer's normalized output"};
-      }
+    return x.quantize(k, dim, L, layers[0].qkv_in);
+  }
+
+  // Layer i after its attention (whose output is in context.h): the output projection + residual + LayerNorm into
+  // x1, then the feed-forward sublayer block by block into x, coded for the next layer's QKV (the last layer's codes
+  // go unused).
+  Failure finish_layer(const KernelTable& k, const std::vector<Layer>& layers, int64_t i, int64_t L) {
+    const Layer& w = layers[i];
+    const int64_t dim = w.out.N;
+    const CodeScheme next_in = i + 1 < int64_t(layers.size()) ? layers[i + 1].qkv_in : CodeScheme{};
+    if (!context.quantize(k, dim, L, w.out_in)) return {i, "the attention context"};
+    if (!tail.run(k, w.out, context.codes.data(), context.scale.data(), context.zp.data(), L, 0, x.h.data(),
+                  x1.target(L, w.sa_gamma, w.sa_beta, w.sa_eps, w.lin1_in)))
+      return {i, "the attention sublayer's normalized output"};
+    GemmParams p1 = w.lin1;
+    lin1.pack(k, p1, x1.codes.data(), false, x1.scale.data(), x1.zp.data(), L);
+    for (int64_t block = 0, blocks = feed_forward_blocks(L); block < blocks; ++block) {
+      const int64_t b = block * kFeedForwardBlock, width = feed_forward_width(L, block);
+      if (!hidden.compute(k, p1, b, width, w.lin2_in)) return {i, "the first feed-forward linear's output"};
+      if (!tail.run(k, w.lin2, hidden.codes.data(), hidden.scale.data(), hidden.zp.data(), width, b, x1.h.data(),
+                    x.target(L, w.out_gamma, w.out_beta, w.out_eps, next_in)))
+        return {i, "the feed-forward sublayer's normalized output"};
     }
-    copy_rows(x.h.data(), L, h_out + t0, T, dim, L);
     return {};
   }
 };
+
+constexpr const char* kAttentionInputs = "Q, K or V (or the INT8 attention scores)";
+
+// Per-thread scratch for one sequence at a time, kept between calls (no allocation or page faults per call).
+struct SequenceEncoder {
+  TokenPanels panels;
+  SequenceAttention attention;
+
+  // Every layer on columns [t0, t0 + L) of h_in [dim][T], the result into the same columns of h_out.
+  Failure run(const KernelTable& k, const std::vector<Layer>& layers, int64_t n_heads, float scaling,
+              bool int8_attention, const float* h_in, float* h_out, int64_t T, int64_t t0, int64_t L) {
+    if (!panels.load(k, layers, h_in, T, t0, L)) return {0, "the input"};
+    for (int64_t i = 0; i < int64_t(layers.size()); ++i) {
+      const ActivationPanel& x = panels.x;
+      if (!attention.run(k, layers[i].qkv, x.codes.data(), false, x.scale.data(), x.zp.data(), L, n_heads, scaling,
+                         panels.context.h.data(), L, int8_attention))
+        return {i, kAttentionInputs};
+      const Failure f = panels.finish_layer(k, layers, i, L);
+      if (f.what != nullptr) return f;
+    }
+    copy_rows(panels.x.h.data(), L, h_out + t0, T, layers[0].out.N, L);
+    return {};
+  }
+};
+
+// One sequence on every thread (a batch of one): each thread keeps a range of the sequence's tokens through every
+// layer in its own panels, and only the attention, which needs every token's keys and values, splits the heads
+// across the threads instead. Per layer: the QKV projection by ranges, the attention by heads, the rest of the
+// layer by ranges, three parallel regions where the layer-by-layer ops run six, split by rows (each op's LayerNorm
+// and quantization then read what the other threads wrote). Kept between calls by the calling thread.
+struct SplitSequenceEncoder {
+  struct Range {
+    int64_t t0 = 0, L = 0;  // tokens [t0, t0 + L) of the sequence
+    TokenPanels panels;
+    PanelGemm qkv;
+  };
+  std::vector<Range> ranges;
+  AlignedVector<float> qkv, context;  // the whole sequence's [3 dim][L] and [dim][L]
+
+  // Splits L tokens into at most `threads` ranges of whole token vectors (`lane` tokens), as even as they go.
+  void split(int64_t L, int64_t lane, int64_t threads) {
+    const int64_t vectors = (L + lane - 1) / lane, n = std::min(threads, vectors);
+    ranges.resize(n);
+    for (int64_t r = 0, first = 0; r < n; ++r) {
+      const int64_t count = vectors / n + (r < vectors % n);
+      ranges[r].t0 = first * lane;
+      ranges[r].L = std::min(count * lane, L - ranges[r].t0);
+      first += count;
+    }
+  }
+
+  // Runs step(range) on every range in parallel; the first failure, by range order.
+  template <typename Step>
+  Failure each_range(Step step) {
+    std::vector<Failure> failures(ranges.size());
+    at::parallel_for(0, int64_t(ranges.size()), 1, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) failures[r] = step(ranges[r]);
+    });
+    for (const Failure& f : failures)
+      if (f.what != nullptr) return f;
+    return {};
+  }
+
+  Failure run(const KernelTable& k, const std::vector<Layer>& layers, int64_t n_heads, float scaling,
+              bool int8_attention, const float* h_in, float* h_out, int64_t T, int64_t t0, int64_t L) {
+    const int64_t dim = layers[0].out.N, head = dim / n_heads;
+    split(L, k.token_align(kDense), at::get_num_threads());
+    qkv.resize(3 * dim * L), context.resize(dim * L);
+    Failure f = each_range([&](Range& r) -> Failure {
+      if (!r.panels.load(k, layers, h_in, T, t0 + r.t0, r.L)) return {0, "the input"};
+      return {};
+    });
+    for (int64_t i = 0; i < int64_t(layers.size()) && f.what == nullptr; ++i) {
+      each_range([&](Range& r) -> Failure {  // QKV of the range's tokens into their columns of the sequence's qkv
+        GemmParams a = layers[i].qkv;
+        a.ld = L, a.out_shift = r.t0, a.gelu = 0;
+        a.residual = nullptr, a.out_f32 = qkv.data(), a.out_u8 = nullptr, a.out_acc = nullptr;
+        const ActivationPanel& x = r.panels.x;
+        r.qkv.run(k, a, x.codes.data(), false, x.scale.data(), x.zp.data(), r.L);
+        return {};
+      });
+      std::atomic<bool> finite{true};
+      at::parallel_for(0, n_heads, 1, [&](int64_t h0, int64_t h1) {
+        thread_local AlignedVector<float> scratch;  // attention_head's panels
+        thread_local Int8HeadAttention int8;
+        const int64_t Lp = (L + kAttentionPad - 1) / kAttentionPad * kAttentionPad;
+        scratch.resize((3 * head + L) * Lp);
+        for (int64_t h = h0; h < h1; ++h) {
+          const float* q = qkv.data() + h * head * L;
+          float* ctx = context.data() + h * head * L;
+          if (!int8_attention)
+            k.attention_head(q, q + dim * L, q + 2 * dim * L, L, head, L, scaling, scratch.data(), ctx, L);
+          else if (!int8.run(k, q, q + dim * L, q + 2 * dim * L, head, L, scaling, ctx, L))
+            finite = false;
+        }
+      });
+      if (!finite.load()) return {i, kAttentionInputs};
+      f = each_range([&](Range& r) {
+        copy_rows(context.data() + r.t0, L, r.panels.context.h.data(), r.L, dim, r.L);
+        return r.panels.finish_layer(k, layers, i, r.L);
+      });
+    }
+    if (f.what != nullptr) return f;
+    for (Range& r : ranges) copy_rows(r.panels.x.h.data(), r.L, h_out + t0 + r.t0, T, dim, r.L);
+    return {};
+  }
+};
+
+// Whether one sequence of L tokens runs on SplitSequenceEncoder: with at least kSplitTokens tokens per thread.
+// Alternating with the layer-by-layer ops in one process (2 threads, median of 20-30 forwards), the time of a 1 x L
+// forward of the 80% (4,1) model: L = 100-384 0.88-0.95x, 72-96 0.97-1.01x, 64 1.07-1.11x and 16 1.13x (ranges of
+// one or two token vectors, whose GEMM tiles are the slow short ones, or a single range); at 100-384 tokens dense
+// 0.71-0.92x, (1,4) 0.85-1.11x (three runs, the two above 1 in the noisiest); the first 96 XQuAD inputs (question and
+// context, each input both ways back to back) 0.93-0.94x.
+constexpr int64_t kSplitTokens = 48;
+bool split_sequence(int64_t L, int64_t threads) { return threads > 1 && L >= kSplitTokens * threads; }
+
+std::string failure_message(const Failure& f, int64_t sequence) {
+  return std::string(f.what) + " of layer " + std::to_string(f.layer) + " contains NaN or Inf (in sequence " +
+         std::to_string(sequence) + "); the input must be finite";
+}
 
 // The reference order of encoder_fm, op by op (each splits its rows or tokens across the threads).
 at::Tensor layer_by_layer(const at::Tensor& h, at::TensorList packed, at::TensorList norms, at::ArrayRef<double> eps,
@@ -224,6 +345,16 @@ at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList
     if (lengths[s] > 0) order.push_back(s);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
   if (T == 0) return new_output(dim, 0, at::kFloat);
+  if (order.size() == 1 && split_sequence(lengths[order[0]], at::get_num_threads())) {  // a batch of one
+    note_last_isa(k);
+    at::Tensor out = new_output(dim, T, at::kFloat);
+    thread_local SplitSequenceEncoder encoder;
+    const int64_t s = order[0];
+    const Failure f = encoder.run(k, layers, n_heads, float(scaling), int8_attention, h.data_ptr<float>(),
+                                  out.data_ptr<float>(), T, first[s], lengths[s]);
+    TORCH_CHECK(f.what == nullptr, op, ": ", failure_message(f, s));
+    return out;
+  }
   if (!balanced(order, lengths, at::get_num_threads()))
     return activation_params.has_value()
                ? layer_by_layer_static(h, packed, norms, eps, lengths, n_heads, scaling, int8_attention, layers)
@@ -241,9 +372,7 @@ at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList
                                     out.data_ptr<float>(), T, first[s], lengths[s]);
       if (f.what == nullptr) continue;
       std::lock_guard<std::mutex> lock(failed);
-      if (error.empty())
-        error = std::string(f.what) + " of layer " + std::to_string(f.layer) + " contains NaN or Inf (in sequence " +
-                std::to_string(s) + "); the input must be finite";
+      if (error.empty()) error = failure_message(f, s);
     }
   });
   TORCH_CHECK(error.empty(), op, ": ", error);
