@@ -43,18 +43,12 @@ std::vector<int64_t> check_attention_args(const char* op, const at::Tensor& qkv,
   return sequence_starts(op, lengths, qkv.size(1), "qkv");
 }
 
-at::Tensor attention_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t n_heads, double scaling) {
-  const char* op = "attention_fm";
-  const std::vector<int64_t> first = check_attention_args(op, qkv, lengths, n_heads);
-  const int64_t dim = qkv.size(0) / 3, head = dim / n_heads, T = qkv.size(1);
-  at::Tensor out = at::empty({dim, T}, qkv.options());
-  const int64_t n_seq = int64_t(lengths.size());
+void attention_fm_into(const KernelTable& k, const float* x, int64_t dim, int64_t T, at::IntArrayRef lengths,
+                       const std::vector<int64_t>& first, int64_t n_heads, double scaling, float* ctx) {
+  const int64_t head = dim / n_heads, n_seq = int64_t(lengths.size());
   int64_t longest = 0;
   for (int64_t n : lengths) longest = std::max(longest, n);
   const int64_t Lp = (longest + kAttentionPad - 1) / kAttentionPad * kAttentionPad;
-  const KernelTable& k = active_kernels();
-  const float* x = qkv.data_ptr<float>();
-  float* ctx = out.data_ptr<float>();
   at::parallel_for(0, n_seq * n_heads, 1, [&](int64_t b, int64_t e) {
     thread_local AlignedVector<float> scratch;  // kept between calls (no allocation or zero-filling per call)
     scratch.resize(std::max<size_t>(scratch.size(), (3 * head + longest) * Lp));
@@ -66,6 +60,14 @@ at::Tensor attention_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t 
                        ctx + h * head * T + first[s], T);
     }
   });
+}
+
+at::Tensor attention_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t n_heads, double scaling) {
+  const std::vector<int64_t> first = check_attention_args("attention_fm", qkv, lengths, n_heads);
+  const int64_t dim = qkv.size(0) / 3, T = qkv.size(1);
+  at::Tensor out = at::empty({dim, T}, qkv.options());
+  attention_fm_into(active_kernels(), qkv.data_ptr<float>(), dim, T, lengths, first, n_heads, scaling,
+                    out.data_ptr<float>());
   return out;
 }
 

@@ -4,6 +4,8 @@
 
 #include <vector>
 
+#include "kernels.h"
+
 namespace fastdistilbert {
 
 // fp32 attention on the active kernel variant (attention_fm.cpp, attention_head.inc).
@@ -11,6 +13,14 @@ at::Tensor attention_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t 
 
 // The same attention with INT8 matmuls on the active kernel variant (attention_int8.cpp).
 at::Tensor attention_int8_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t n_heads, double scaling);
+
+// The two ops' work on raw buffers (checked arguments): qkv [3 dim][T] -> ctx [dim][T], one parallel item per
+// (sequence, head). first: each sequence's first token column (sequence_starts).
+void attention_fm_into(const KernelTable& k, const float* qkv, int64_t dim, int64_t T, at::IntArrayRef lengths,
+                       const std::vector<int64_t>& first, int64_t n_heads, double scaling, float* ctx);
+// Returns the first sequence (in order) whose Q, K or V hold a NaN or Inf or whose scores overflow, or -1.
+int64_t attention_int8_into(const KernelTable& k, const float* qkv, int64_t dim, int64_t T, at::IntArrayRef lengths,
+                            const std::vector<int64_t>& first, int64_t n_heads, double scaling, float* ctx);
 
 // Validates packed sequence lengths (each >= 0, adding up to the `tokens` columns of `tensor`); returns each
 // sequence's first token column.

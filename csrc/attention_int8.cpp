@@ -86,16 +86,11 @@ bool Int8HeadAttention::run(const KernelTable& k, const float* q, const float* k
   return true;
 }
 
-at::Tensor attention_int8_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t n_heads, double scaling) {
-  const char* op = "attention_int8_fm";
-  const std::vector<int64_t> first = check_attention_args(op, qkv, lengths, n_heads);
-  const int64_t dim = qkv.size(0) / 3, head = dim / n_heads, T = qkv.size(1);
-  at::Tensor out = at::empty({dim, T}, qkv.options());
-  const float* src = qkv.data_ptr<float>();
-  float* dst = out.data_ptr<float>();
-  const KernelTable& k = active_kernels();
-  std::atomic<bool> finite{true};
-  at::parallel_for(0, int64_t(lengths.size()) * n_heads, 1, [&](int64_t b, int64_t e) {
+int64_t attention_int8_into(const KernelTable& k, const float* src, int64_t dim, int64_t T, at::IntArrayRef lengths,
+                            const std::vector<int64_t>& first, int64_t n_heads, double scaling, float* dst) {
+  const int64_t head = dim / n_heads, n_seq = int64_t(lengths.size());
+  std::atomic<int64_t> bad{n_seq};  // the first bad sequence, n_seq: none
+  at::parallel_for(0, n_seq * n_heads, 1, [&](int64_t b, int64_t e) {
     thread_local AlignedVector<float> blocks;  // Q, K and V of one head as compact [head, n] blocks
     thread_local Int8HeadAttention attention;
     for (int64_t item = b; item < e; ++item) {
@@ -112,11 +107,24 @@ at::Tensor attention_int8_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int
       }
       const int64_t part_stride = n < T ? head * n : dim * T;
       if (!attention.run(k, q, q + part_stride, q + 2 * part_stride, head, n, float(scaling),
-                         dst + h * head * T + first[s], T))
-        finite = false;
+                         dst + h * head * T + first[s], T)) {
+        int64_t seen = bad.load();
+        while (s < seen && !bad.compare_exchange_weak(seen, s)) {
+        }
+      }
     }
   });
-  TORCH_CHECK(finite.load(), op,
+  return bad.load() < n_seq ? bad.load() : -1;
+}
+
+at::Tensor attention_int8_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t n_heads, double scaling) {
+  const char* op = "attention_int8_fm";
+  const std::vector<int64_t> first = check_attention_args(op, qkv, lengths, n_heads);
+  const int64_t dim = qkv.size(0) / 3, T = qkv.size(1);
+  at::Tensor out = at::empty({dim, T}, qkv.options());
+  const int64_t bad = attention_int8_into(active_kernels(), qkv.data_ptr<float>(), dim, T, lengths, first, n_heads,
+                                          scaling, out.data_ptr<float>());
+  TORCH_CHECK(bad < 0, op,
               ": Q, K or V contain NaN or Inf, or the attention scores overflow; activations must be finite");
   return out;
 }

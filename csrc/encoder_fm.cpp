@@ -162,101 +162,114 @@ struct SequenceEncoder {
   }
 };
 
-// One sequence on every thread (a batch of one): each thread keeps a range of the sequence's tokens through every
-// layer in its own panels, and only the attention, which needs every token's keys and values, splits the heads
-// across the threads instead. Per layer: the QKV projection by ranges, the attention by heads, the rest of the
-// layer by ranges, three parallel regions where the layer-by-layer ops run six, split by rows (each op's LayerNorm
-// and quantization then read what the other threads wrote). Kept between calls by the calling thread.
-struct SplitSequenceEncoder {
+// Every token of the batch on every thread, for batches whose whole sequences cannot keep the threads busy (a batch
+// of one, or of unequal lengths): each thread keeps a range of the tokens through every layer in its own panels
+// (QKV projection, output projection, LayerNorms, feed-forward and quantization are per token), and only the
+// attention, which needs every token of a sequence, is split by (sequence, head) instead. Three parallel regions per
+// layer (QKV by ranges, attention by heads, the rest by ranges) where the layer-by-layer ops run six, each split by
+// rows (their LayerNorms and quantizations then read what the other threads wrote). Kept between calls by the
+// calling thread.
+struct TokenSplitEncoder {
   struct Range {
-    int64_t t0 = 0, L = 0;  // tokens [t0, t0 + L) of the sequence
+    int64_t t0 = 0, L = 0;  // tokens [t0, t0 + L) of the batch
     TokenPanels panels;
     PanelGemm qkv;
   };
   std::vector<Range> ranges;
-  AlignedVector<float> qkv, context;  // the whole sequence's [3 dim][L] and [dim][L]
+  AlignedVector<float> qkv, context;  // the batch's [3 dim][T] and [dim][T]
 
-  // Splits L tokens into at most `threads` ranges of whole token vectors (`lane` tokens), as even as they go.
-  void split(int64_t L, int64_t lane, int64_t threads) {
-    const int64_t vectors = (L + lane - 1) / lane, n = std::min(threads, vectors);
+  // Splits T tokens into at most `threads` ranges of whole token vectors (`lane` tokens), as even as they go.
+  void split(int64_t T, int64_t lane, int64_t threads) {
+    const int64_t vectors = (T + lane - 1) / lane, n = std::min(threads, vectors);
     ranges.resize(n);
     for (int64_t r = 0, first = 0; r < n; ++r) {
       const int64_t count = vectors / n + (r < vectors % n);
       ranges[r].t0 = first * lane;
-      ranges[r].L = std::min(count * lane, L - ranges[r].t0);
+      ranges[r].L = std::min(count * lane, T - ranges[r].t0);
       first += count;
     }
   }
 
-  // Runs step(range) on every range in parallel; the first failure, by range order.
+  // Runs step(range) on every range in parallel; the first failure by range order, and that range's tokens.
   template <typename Step>
-  Failure each_range(Step step) {
+  Failure each_range(Step step, int64_t* bad_begin = nullptr, int64_t* bad_end = nullptr) {
     std::vector<Failure> failures(ranges.size());
     at::parallel_for(0, int64_t(ranges.size()), 1, [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) failures[r] = step(ranges[r]);
     });
-    for (const Failure& f : failures)
-      if (f.what != nullptr) return f;
+    for (size_t r = 0; r < ranges.size(); ++r)
+      if (failures[r].what != nullptr) {
+        if (bad_begin) *bad_begin = ranges[r].t0, *bad_end = ranges[r].t0 + ranges[r].L;
+        return failures[r];
+      }
     return {};
   }
 
+  // Every layer on h_in [dim][T] into h_out; on failure, [*bad_begin, *bad_end) are the failing range's tokens (or
+  // those of the sequence whose attention failed).
   Failure run(const KernelTable& k, const std::vector<Layer>& layers, int64_t n_heads, float scaling,
-              bool int8_attention, const float* h_in, float* h_out, int64_t T, int64_t t0, int64_t L) {
-    const int64_t dim = layers[0].out.N, head = dim / n_heads;
-    split(L, k.token_align(kDense), at::get_num_threads());
-    qkv.resize(3 * dim * L), context.resize(dim * L);
-    Failure f = each_range([&](Range& r) -> Failure {
-      if (!r.panels.load(k, layers, h_in, T, t0 + r.t0, r.L)) return {0, "the input"};
-      return {};
-    });
+              bool int8_attention, const float* h_in, float* h_out, int64_t T, at::IntArrayRef lengths,
+              const std::vector<int64_t>& first, int64_t* bad_begin, int64_t* bad_end) {
+    const int64_t dim = layers[0].out.N;
+    split(T, k.token_align(kDense), at::get_num_threads());
+    qkv.resize(3 * dim * T), context.resize(dim * T);
+    Failure f = each_range(
+        [&](Range& r) -> Failure {
+          if (!r.panels.load(k, layers, h_in, T, r.t0, r.L)) return {0, "the input"};
+          return {};
+        },
+        bad_begin, bad_end);
     for (int64_t i = 0; i < int64_t(layers.size()) && f.what == nullptr; ++i) {
-      each_range([&](Range& r) -> Failure {  // QKV of the range's tokens into their columns of the sequence's qkv
+      each_range([&](Range& r) -> Failure {  // QKV of the range's tokens into their columns of qkv
         GemmParams a = layers[i].qkv;
-        a.ld = L, a.out_shift = r.t0, a.gelu = 0;
+        a.ld = T, a.out_shift = r.t0, a.gelu = 0;
         a.residual = nullptr, a.out_f32 = qkv.data(), a.out_u8 = nullptr, a.out_acc = nullptr;
         const ActivationPanel& x = r.panels.x;
         r.qkv.run(k, a, x.codes.data(), false, x.scale.data(), x.zp.data(), r.L);
         return {};
       });
-      std::atomic<bool> finite{true};
-      at::parallel_for(0, n_heads, 1, [&](int64_t h0, int64_t h1) {
-        thread_local AlignedVector<float> scratch;  // attention_head's panels
-        thread_local Int8HeadAttention int8;
-        const int64_t Lp = (L + kAttentionPad - 1) / kAttentionPad * kAttentionPad;
-        scratch.resize((3 * head + L) * Lp);
-        for (int64_t h = h0; h < h1; ++h) {
-          const float* q = qkv.data() + h * head * L;
-          float* ctx = context.data() + h * head * L;
-          if (!int8_attention)
-            k.attention_head(q, q + dim * L, q + 2 * dim * L, L, head, L, scaling, scratch.data(), ctx, L);
-          else if (!int8.run(k, q, q + dim * L, q + 2 * dim * L, head, L, scaling, ctx, L))
-            finite = false;
-        }
-      });
-      if (!finite.load()) return {i, kAttentionInputs};
-      f = each_range([&](Range& r) {
-        copy_rows(context.data() + r.t0, L, r.panels.context.h.data(), r.L, dim, r.L);
-        return r.panels.finish_layer(k, layers, i, r.L);
-      });
+      if (!int8_attention) {
+        attention_fm_into(k, qkv.data(), dim, T, lengths, first, n_heads, scaling, context.data());
+      } else if (const int64_t s = attention_int8_into(k, qkv.data(), dim, T, lengths, first, n_heads, scaling,
+                                                       context.data());
+                 s >= 0) {
+        *bad_begin = first[s], *bad_end = first[s] + lengths[s];
+        return {i, kAttentionInputs};
+      }
+      f = each_range(
+          [&](Range& r) {
+            copy_rows(context.data() + r.t0, T, r.panels.context.h.data(), r.L, dim, r.L);
+            return r.panels.finish_layer(k, layers, i, r.L);
+          },
+          bad_begin, bad_end);
     }
     if (f.what != nullptr) return f;
-    for (Range& r : ranges) copy_rows(r.panels.x.h.data(), r.L, h_out + t0 + r.t0, T, dim, r.L);
+    for (Range& r : ranges) copy_rows(r.panels.x.h.data(), r.L, h_out + r.t0, T, dim, r.L);
     return {};
   }
 };
 
-// Whether one sequence of L tokens runs on SplitSequenceEncoder: with at least kSplitTokens tokens per thread.
-// Alternating with the layer-by-layer ops in one process (2 threads, median of 20-30 forwards), the time of a 1 x L
-// forward of the 80% (4,1) model: L = 100-384 0.88-0.95x, 72-96 0.97-1.01x, 64 1.07-1.11x and 16 1.13x (ranges of
-// one or two token vectors, whose GEMM tiles are the slow short ones, or a single range); at 100-384 tokens dense
-// 0.71-0.92x, (1,4) 0.85-1.11x (three runs, the two above 1 in the noisiest); the first 96 XQuAD inputs (question and
-// context, each input both ways back to back) 0.93-0.94x.
+// Whether T tokens run on TokenSplitEncoder (when whole sequences cannot keep the threads busy): with at least
+// kSplitTokens tokens per thread. Alternating with the layer-by-layer ops in one process (2 threads, median of 20-30
+// forwards), the time of a 1 x L forward of the 80% (4,1) model: L = 100-384 0.88-0.95x, 72-96 0.97-1.01x, 64
+// 1.07-1.11x and 16 1.13x (ranges of one or two token vectors, whose GEMM tiles are the slow short ones, or a single
+// range); at 100-384 tokens dense 0.71-0.92x, (1,4) 0.85-1.11x (three runs, the two above 1 in the noisiest); the
+// first 96 XQuAD inputs (question and context, each input both ways back to back) 0.93-0.94x; batches of unequal
+// lengths 300 + 60, 384 + 128 and 128 + 40: 0.93x, 0.97x and 0.84x.
 constexpr int64_t kSplitTokens = 48;
-bool split_sequence(int64_t L, int64_t threads) { return threads > 1 && L >= kSplitTokens * threads; }
+bool split_tokens(int64_t T, int64_t threads) { return threads > 1 && T >= kSplitTokens * threads; }
 
-std::string failure_message(const Failure& f, int64_t sequence) {
-  return std::string(f.what) + " of layer " + std::to_string(f.layer) + " contains NaN or Inf (in sequence " +
-         std::to_string(sequence) + "); the input must be finite";
+// The message of a failure in `where` ("sequence 3").
+std::string failure_message(const Failure& f, const std::string& where) {
+  return std::string(f.what) + " of layer " + std::to_string(f.layer) + " contains NaN or Inf (in " + where +
+         "); the input must be finite";
+}
+
+// "sequence s" or "sequences a-b": those holding tokens [t0, t1) of the batch (first: each one's first token).
+std::string sequences_at(const std::vector<int64_t>& first, int64_t t0, int64_t t1) {
+  const auto holding = [&](int64_t t) { return std::upper_bound(first.begin(), first.end(), t) - first.begin() - 1; };
+  const int64_t a = holding(t0), b = holding(t1 - 1);
+  return a == b ? "sequence " + std::to_string(a) : "sequences " + std::to_string(a) + "-" + std::to_string(b);
 }
 
 // The reference order of encoder_fm, op by op (each splits its rows or tokens across the threads).
@@ -345,14 +358,14 @@ at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList
     if (lengths[s] > 0) order.push_back(s);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
   if (T == 0) return new_output(dim, 0, at::kFloat);
-  if (order.size() == 1 && split_sequence(lengths[order[0]], at::get_num_threads())) {  // a batch of one
+  if (!balanced(order, lengths, at::get_num_threads()) && split_tokens(T, at::get_num_threads())) {
     note_last_isa(k);
     at::Tensor out = new_output(dim, T, at::kFloat);
-    thread_local SplitSequenceEncoder encoder;
-    const int64_t s = order[0];
+    thread_local TokenSplitEncoder encoder;
+    int64_t bad_begin = 0, bad_end = 0;  // the tokens where it failed: a range's, or a sequence's
     const Failure f = encoder.run(k, layers, n_heads, float(scaling), int8_attention, h.data_ptr<float>(),
-                                  out.data_ptr<float>(), T, first[s], lengths[s]);
-    TORCH_CHECK(f.what == nullptr, op, ": ", failure_message(f, s));
+                                  out.data_ptr<float>(), T, lengths, first, &bad_begin, &bad_end);
+    TORCH_CHECK(f.what == nullptr, op, ": ", failure_message(f, sequences_at(first, bad_begin, bad_end)));
     return out;
   }
   if (!balanced(order, lengths, at::get_num_threads()))
@@ -372,7 +385,7 @@ at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList
                                     out.data_ptr<float>(), T, first[s], lengths[s]);
       if (f.what == nullptr) continue;
       std::lock_guard<std::mutex> lock(failed);
-      if (error.empty()) error = failure_message(f, s);
+      if (error.empty()) error = failure_message(f, "sequence " + std::to_string(s));
     }
   });
   TORCH_CHECK(error.empty(), op, ": ", error);

@@ -10,10 +10,10 @@
 // that stay in its L2, so the activations cross memory twice per forward (in and out) instead of in every
 // sublayer, where the [dim, tokens] tensors' power-of-two row strides also made every panel copy slow.
 // Bit-identical to the layer-by-layer ops: everything is per token except attention, which is per sequence in
-// both. A batch of one sequence with at least 48 tokens per thread splits its tokens across the threads instead
-// (each thread a range of them through every layer; the attention split by heads). When whole sequences cannot
-// keep every thread busy otherwise (fewer sequences than threads, or the busiest thread with more than 1.25x the
-// average tokens) it runs those ops themselves (they split rows across threads).
+// both. When whole sequences cannot keep every thread busy (fewer sequences than threads, or the busiest thread
+// with more than 1.25x the average tokens), a batch of at least 48 tokens per thread splits its tokens across the
+// threads instead (each thread a range of them through every layer; the attention split by sequence and head), and
+// a smaller one runs those ops themselves (they split rows across threads).
 // int8_attention: the attention matmuls in INT8 (attention_int8.cpp); layer by layer, each attention_block_fm is
 // then layer_norm_quantize_fm(dynamic_quantized_linear(attention_int8_fm(quantized_linear(codes, qkv)), out,
 // residual=h)).

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.skipif(not ops.EXTENSION_AVAILABLE, reason="C++ extensi
 
 DIM, HEADS, FFN, LAYERS = 40, 4, 136, 2  # head size 10, padded row groups, feed-forward blocks with tails
 # One sequence: short, it takes the layer path on two threads; across two feed-forward blocks (the last with a 22-token
-# tail), its tokens split across the threads.
+# tail), its tokens split across the threads (as do the unbalanced mixes of at least 96 tokens).
 SEQUENCES = [[5], [150], [64, 1], [3, 0, 70, 17, 64, 9], [130, 129, 2]]
 
 
@@ -113,35 +113,46 @@ def test_a_non_finite_feed_forward_activation_names_its_layer():
 
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
 @pytest.mark.parametrize("int8_attention", [False, True])
-def test_one_sequence_split_across_threads_is_the_layer_by_layer_ops_exactly(isa, int8_attention):
-    """A batch of one with at least 48 tokens per thread runs its tokens in ranges across the threads (the attention
-    split by heads): the same result as the layer-by-layer ops, per-token or static codes, on 2 and 3 threads, with
-    ranges of ragged widths and an empty sequence beside it."""
-    for length in (97, 150, 161):
-        lengths = [0, length]
-        h, packed, norms, eps = encoder_case("4x1", lengths, seed=length)
+def test_tokens_split_across_threads_are_the_layer_by_layer_ops_exactly(isa, int8_attention):
+    """Batches whose whole sequences cannot keep the threads busy (one sequence; unequal lengths) with at least 48
+    tokens per thread run in token ranges across the threads (the attention split by sequence and head): the same
+    result as the layer-by-layer ops, per-token or static codes, on 2 and 3 threads, with ranges of ragged widths,
+    ranges across sequence ends and empty sequences."""
+    for lengths in ([0, 97], [150, 0], [0, 161], [120, 30], [3, 90, 0, 7]):
+        h, packed, norms, eps = encoder_case("4x1", lengths, seed=sum(lengths))
         for params in (None, static_params()):
             want = layer_by_layer(h, packed, norms, eps, lengths, int8_attention, params)
             for n_threads in (2, 3):
                 with threads(n_threads), forced_isa(isa), output_sentinel(0x7F):
                     got = ops.encoder_fm(h, packed, norms, eps, lengths, HEADS, 0.3, int8_attention, params)
-                assert torch.equal(got, want), (length, n_threads, params is not None)
+                assert torch.equal(got, want), (lengths, n_threads, params is not None)
 
 
-def test_a_split_sequence_names_the_layer_of_a_non_finite_activation():
-    # Only the encoder's own paths name the layer and sequence (the layer-by-layer ops name their op): a single
-    # 150-token sequence on 2 threads took the split path.
-    lengths = [0, 150]
-    h, packed, norms, eps = encoder_case("4x1", lengths)
+def test_split_tokens_name_the_layer_and_sequences_of_a_non_finite_activation():
+    # Only the encoder's own paths name the layer and the sequences (the layer-by-layer ops name their op), so these
+    # messages also show that the batches took the token split on 2 threads.
     w, s, b = weight_with_zeros(FFN, DIM, 0.3, "4x1", 12)
-    packed = packed[:6] + [ops.pack_weight(w, torch.full_like(s, 3e38), b, "4x1")] + packed[7:]
-    with threads(2), pytest.raises(RuntimeError, match="the first feed-forward linear's output of layer 1 "
+    overflowing = ops.pack_weight(w, torch.full_like(s, 3e38), b, "4x1")
+    for lengths, sequence in (([0, 150], "sequence 1"), ([120, 30], "sequence 0")):
+        h, packed, norms, eps = encoder_case("4x1", lengths)
+        packed = packed[:6] + [overflowing] + packed[7:]
+        with threads(2), pytest.raises(RuntimeError, match="the first feed-forward linear's output of layer 1 "
+                                                           rf"contains NaN or Inf \(in {sequence}\)"):
+            ops.encoder_fm(h, packed, norms, eps, lengths, HEADS, 0.3, False)
+    lengths = [0, 150]  # Q, K and V overflowing: the INT8 attention names the sequence
+    h, packed, norms, eps = encoder_case("4x1", lengths)
+    w, s, b = weight_with_zeros(3 * DIM, DIM, 0.3, "4x1", 13)
+    packed = [ops.pack_weight(w, torch.full_like(s, 3e38), b, "4x1")] + packed[1:]
+    with threads(2), pytest.raises(RuntimeError, match=r"Q, K or V \(or the INT8 attention scores\) of layer 0 "
                                                        r"contains NaN or Inf \(in sequence 1\)"):
-        ops.encoder_fm(h, packed, norms, eps, lengths, HEADS, 0.3, False)
-    bad = h.clone()
-    bad[3, 20] = float("nan")
-    with threads(2), pytest.raises(RuntimeError, match=r"the input of layer 0 contains NaN or Inf \(in sequence 1\)"):
-        ops.encoder_fm(bad, packed, norms, eps, lengths, HEADS, 0.3, False)
+        ops.encoder_fm(h, packed, norms, eps, lengths, HEADS, 0.3, True)
+    lengths = [120, 30]  # ranges of tokens 0-79 and 80-149: the second runs across the end of sequence 0
+    h, packed, norms, eps = encoder_case("4x1", lengths)
+    for column, where in ((20, "sequence 0"), (100, "sequences 0-1"), (140, "sequences 0-1")):
+        bad = h.clone()
+        bad[3, column] = float("nan")
+        with threads(2), pytest.raises(RuntimeError, match=rf"the input of layer 0 contains NaN or Inf \(in {where}\)"):
+            ops.encoder_fm(bad, packed, norms, eps, lengths, HEADS, 0.3, False)
 
 
 def test_encoder_bad_input():
