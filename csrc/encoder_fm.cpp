@@ -95,8 +95,8 @@ struct Failure {
   const char* what = nullptr;
 };
 
-// A layer's panels for one run of tokens (a whole sequence, or a range of one): its input x (the feed-forward
-// sublayer writes the layer's output here), the attention sublayer's output x1 and the attention context.
+// A layer's panels for one run of tokens (a whole sequence, or a range of a batch's tokens): its input x (the
+// feed-forward sublayer writes the layer's output here), the attention sublayer's output x1 and the attention context.
 struct TokenPanels {
   ActivationPanel x, x1, context;
   SublayerTail tail;
