@@ -108,7 +108,7 @@ int64_t attention_int8_into(const KernelTable& k, const float* src, int64_t dim,
       const int64_t part_stride = n < T ? head * n : dim * T;
       if (!attention.run(k, q, q + part_stride, q + 2 * part_stride, head, n, float(scaling),
                          dst + h * head * T + first[s], T)) {
-        int64_t seen = bad.load();
+        int64_t seen = bad.load();  // keep the smallest failing sequence: the items finish in any order
         while (s < seen && !bad.compare_exchange_weak(seen, s)) {
         }
       }
