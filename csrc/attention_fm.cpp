@@ -7,12 +7,14 @@
 //   probs  = softmax over the keys
 //   out_h  = V_h probs^T                     [head_dim, n]
 // and writes the context straight into its rows of the output; every variant gives the same bits.
-// One parallel item per (sequence, head), each thread with its own scratch panels.
+// One parallel item per (sequence, head), handed out longest sequences first (for_each_head), each thread with its
+// own scratch panels.
 #include "attention_fm.h"
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "dispatch.h"
@@ -43,22 +45,30 @@ std::vector<int64_t> check_attention_args(const char* op, const at::Tensor& qkv,
   return sequence_starts(op, lengths, qkv.size(1), "qkv");
 }
 
+void for_each_head(at::IntArrayRef lengths, int64_t n_heads, const std::function<void(int64_t, int64_t)>& item) {
+  std::vector<int64_t> order;
+  for (int64_t s = 0; s < int64_t(lengths.size()); ++s)
+    if (lengths[s] > 0) order.push_back(s);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
+  const int64_t items = int64_t(order.size()) * n_heads;
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), items), 1, [&](int64_t, int64_t) {
+    for (int64_t i = next++; i < items; i = next++) item(order[i / n_heads], i % n_heads);
+  });
+}
+
 void attention_fm_into(const KernelTable& k, const float* x, int64_t dim, int64_t T, at::IntArrayRef lengths,
                        const std::vector<int64_t>& first, int64_t n_heads, double scaling, float* ctx) {
-  const int64_t head = dim / n_heads, n_seq = int64_t(lengths.size());
+  const int64_t head = dim / n_heads;
   int64_t longest = 0;
   for (int64_t n : lengths) longest = std::max(longest, n);
   const int64_t Lp = (longest + kAttentionPad - 1) / kAttentionPad * kAttentionPad;
-  at::parallel_for(0, n_seq * n_heads, 1, [&](int64_t b, int64_t e) {
+  for_each_head(lengths, n_heads, [&](int64_t s, int64_t h) {
     thread_local AlignedVector<float> scratch;  // kept between calls (no allocation or zero-filling per call)
     scratch.resize(std::max<size_t>(scratch.size(), (3 * head + longest) * Lp));
-    for (int64_t item = b; item < e; ++item) {
-      const int64_t s = item / n_heads, h = item % n_heads, n = lengths[s];
-      if (n == 0) continue;
-      const float* q = x + h * head * T + first[s];
-      k.attention_head(q, q + dim * T, q + 2 * dim * T, T, head, n, float(scaling), scratch.data(),
-                       ctx + h * head * T + first[s], T);
-    }
+    const float* q = x + h * head * T + first[s];
+    k.attention_head(q, q + dim * T, q + 2 * dim * T, T, head, lengths[s], float(scaling), scratch.data(),
+                     ctx + h * head * T + first[s], T);
   });
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <vector>
 
 #include "kernels.h"
@@ -13,6 +14,12 @@ at::Tensor attention_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t 
 
 // The same attention with INT8 matmuls on the active kernel variant (attention_int8.cpp).
 at::Tensor attention_int8_fm(const at::Tensor& qkv, at::IntArrayRef lengths, int64_t n_heads, double scaling);
+
+// Runs item(sequence, head) for every head of every non-empty sequence on the threads, longest sequences first, each
+// thread taking the next item when it is free. A head's cost grows with its length squared: fixed shares of the items
+// in order gave one thread every head of a batch's long sequence (token-split forwards of 300 + 60, 384 + 128 and
+// 128 + 40 tokens took 0.87x, 0.92x and 0.95x the time with this, alternating in one process; 1 x 384 1.01x).
+void for_each_head(at::IntArrayRef lengths, int64_t n_heads, const std::function<void(int64_t, int64_t)>& item);
 
 // The two ops' work on raw buffers (checked arguments): qkv [3 dim][T] -> ctx [dim][T], one parallel item per
 // (sequence, head). first: each sequence's first token column (sequence_starts).

@@ -90,27 +90,24 @@ int64_t attention_int8_into(const KernelTable& k, const float* src, int64_t dim,
                             const std::vector<int64_t>& first, int64_t n_heads, double scaling, float* dst) {
   const int64_t head = dim / n_heads, n_seq = int64_t(lengths.size());
   std::atomic<int64_t> bad{n_seq};  // the first bad sequence, n_seq: none
-  at::parallel_for(0, n_seq * n_heads, 1, [&](int64_t b, int64_t e) {
+  for_each_head(lengths, n_heads, [&](int64_t s, int64_t h) {
     thread_local AlignedVector<float> blocks;  // Q, K and V of one head as compact [head, n] blocks
     thread_local Int8HeadAttention attention;
-    for (int64_t item = b; item < e; ++item) {
-      const int64_t s = item / n_heads, h = item % n_heads, n = lengths[s];
-      if (n == 0) continue;
-      // The head's Q, K and V rows of the sequence as [head, n] blocks: in place when the sequence is all of qkv's
-      // columns (its rows are then n apart), else copied out.
-      const float* q = src + h * head * T + first[s];
-      if (n < T) {
-        blocks.resize(3 * head * n);
-        for (int64_t part = 0; part < 3; ++part)
-          copy_rows(src + (part * dim + h * head) * T + first[s], T, blocks.data() + part * head * n, n, head, n);
-        q = blocks.data();
-      }
-      const int64_t part_stride = n < T ? head * n : dim * T;
-      if (!attention.run(k, q, q + part_stride, q + 2 * part_stride, head, n, float(scaling),
-                         dst + h * head * T + first[s], T)) {
-        int64_t seen = bad.load();  // keep the smallest failing sequence: the items finish in any order
-        while (s < seen && !bad.compare_exchange_weak(seen, s)) {
-        }
+    const int64_t n = lengths[s];
+    // The head's Q, K and V rows of the sequence as [head, n] blocks: in place when the sequence is all of qkv's
+    // columns (its rows are then n apart), else copied out.
+    const float* q = src + h * head * T + first[s];
+    if (n < T) {
+      blocks.resize(3 * head * n);
+      for (int64_t part = 0; part < 3; ++part)
+        copy_rows(src + (part * dim + h * head) * T + first[s], T, blocks.data() + part * head * n, n, head, n);
+      q = blocks.data();
+    }
+    const int64_t part_stride = n < T ? head * n : dim * T;
+    if (!attention.run(k, q, q + part_stride, q + 2 * part_stride, head, n, float(scaling),
+                       dst + h * head * T + first[s], T)) {
+      int64_t seen = bad.load();  // keep the smallest failing sequence: the items finish in any order
+      while (s < seen && !bad.compare_exchange_weak(seen, s)) {
       }
     }
   });
