@@ -254,8 +254,7 @@ struct TokenSplitEncoder {
           },
           bad_begin, bad_end);
     }
-    if (f.what != nullptr) return f;
-    return {};
+    return f;
   }
 };
 
