@@ -45,11 +45,16 @@ std::vector<int64_t> check_attention_args(const char* op, const at::Tensor& qkv,
   return sequence_starts(op, lengths, qkv.size(1), "qkv");
 }
 
-void for_each_head(at::IntArrayRef lengths, int64_t n_heads, const std::function<void(int64_t, int64_t)>& item) {
+std::vector<int64_t> longest_first(at::IntArrayRef lengths) {
   std::vector<int64_t> order;
   for (int64_t s = 0; s < int64_t(lengths.size()); ++s)
     if (lengths[s] > 0) order.push_back(s);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
+  return order;
+}
+
+void for_each_head(at::IntArrayRef lengths, int64_t n_heads, const std::function<void(int64_t, int64_t)>& item) {
+  const std::vector<int64_t> order = longest_first(lengths);
   const int64_t items = int64_t(order.size()) * n_heads;
   std::atomic<int64_t> next{0};
   at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), items), 1, [&](int64_t, int64_t) {

@@ -29,6 +29,10 @@ void attention_fm_into(const KernelTable& k, const float* qkv, int64_t dim, int6
 int64_t attention_int8_into(const KernelTable& k, const float* qkv, int64_t dim, int64_t T, at::IntArrayRef lengths,
                             const std::vector<int64_t>& first, int64_t n_heads, double scaling, float* ctx);
 
+// The non-empty sequences, longest first (ties in order): the order in which threads take sequences, or their heads,
+// when each takes the next one as it is free.
+std::vector<int64_t> longest_first(at::IntArrayRef lengths);
+
 // Validates packed sequence lengths (each >= 0, adding up to the `tokens` columns of `tensor`); returns each
 // sequence's first token column.
 std::vector<int64_t> sequence_starts(const char* op, at::IntArrayRef lengths, int64_t tokens, const char* tensor);

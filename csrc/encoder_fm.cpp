@@ -362,12 +362,10 @@ at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList
   const std::vector<int64_t> first = sequence_starts(op, lengths, T, "h");
   TORCH_INTERNAL_ASSERT(kFeedForwardBlock % k.token_align(k4x1) == 0);
   // Longest first, each thread taking the next sequence when it is free: unequal lengths balance.
-  std::vector<int64_t> order;
-  for (int64_t s = 0; s < int64_t(lengths.size()); ++s)
-    if (lengths[s] > 0) order.push_back(s);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
+  const std::vector<int64_t> order = longest_first(lengths);
   if (T == 0) return new_output(dim, 0, at::kFloat);
-  if (!balanced(order, lengths, at::get_num_threads()) && split_tokens(T, at::get_num_threads())) {
+  const bool whole_sequences = balanced(order, lengths, at::get_num_threads());
+  if (!whole_sequences && split_tokens(T, at::get_num_threads())) {
     note_last_isa(k);
     at::Tensor out = new_output(dim, T, at::kFloat);
     thread_local TokenSplitEncoder encoder;
@@ -377,7 +375,7 @@ at::Tensor encoder_fm(const at::Tensor& h, at::TensorList packed, at::TensorList
     TORCH_CHECK(f.what == nullptr, op, ": ", failure_message(f, sequences_at(first, bad_begin, bad_end)));
     return out;
   }
-  if (!balanced(order, lengths, at::get_num_threads()))
+  if (!whole_sequences)
     return activation_params.has_value()
                ? layer_by_layer_static(h, packed, norms, eps, lengths, n_heads, scaling, int8_attention, layers)
                : layer_by_layer(h, packed, norms, eps, lengths, n_heads, scaling, int8_attention);
