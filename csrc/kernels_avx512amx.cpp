@@ -112,7 +112,7 @@ struct Piece {
 
 // A share of the next block's tile-copy weights, fetched into L2 while this block's pieces run. A model streams every
 // weight from memory once per sequence (the model-shape GEMMs at 128 tokens, cycling through six layers' weights, took
-// 1.3-1.8x their time on warm ones), and each block's first piece waited on them; its later pieces find them in L1 /
+// 1.1-1.8x their time on warm ones), and each block's first piece waited on them; its later pieces find them in L1 /
 // L2. Alternating forwards of the dense model in one process, 2 threads: seq 128 x 8 0.90-0.96x the time (five runs),
 // 384 x 8 0.87x and 0.94x, 128 x 1 0.94x. Lines [0, lines) from `base`, per_step of them per 64-feature step.
 struct NextBlockShare {
