@@ -189,7 +189,7 @@ static void gemm_tiles(const GemmParams& p, int64_t g0, int64_t g1, int64_t t0, 
   alignas(64) int32_t c[kAmxBlockRows * 32];
   Piece previous;
   const int64_t steps = K64 / 64, block_lines = kAmxBlockRows * K64 / 64, pieces = pieces_of(p, t0, t1);
-  const int64_t share = (block_lines + pieces - 1) / pieces;
+  const int64_t share = (block_lines + pieces - 1) / pieces, share_per_step = (share + steps - 1) / steps;
   for (int64_t b = g0 / kBlockGroups; b * kBlockGroups < g1; ++b) {
     const int64_t gb = b * kBlockGroups > g0 ? b * kBlockGroups : g0;
     const int64_t ge = (b + 1) * kBlockGroups < g1 ? (b + 1) * kBlockGroups : g1;
@@ -209,7 +209,7 @@ static void gemm_tiles(const GemmParams& p, int64_t g0, int64_t g1, int64_t t0, 
         if (fetch_next && share * piece < block_lines) {
           next.base = reinterpret_cast<const char*>(a + kAmxBlockRows * K64) + 64 * share * piece;
           next.lines = block_lines - share * piece < share ? block_lines - share * piece : share;
-          next.per_step = (share + steps - 1) / steps;
+          next.per_step = share_per_step;
         }
         if (tiles == 2)
           block_tiles<2>(p, a, K64, t, c, previous, next);
