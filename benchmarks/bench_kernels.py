@@ -3,6 +3,10 @@ torch's dynamic INT8 Linear, on DistilBERT's Linear shapes, with an in-process v
 
     python benchmarks/bench_kernels.py --json results/kernels.json [--quick] [--threads 2]
 
+`--shapes`, `--tokens` and `--densities` pick other points, e.g. a sequence's last tokens, which the (4,1)
+kernel runs in tiles of 1-3 token vectors: `--threads 1 --isas amx --shapes 3072x768 --tokens 16,32,48,64,80
+--densities 0.2` (compare each point's `us` per 16-token vector with the 64-token point's).
+
 Per point: `us` (best of the repeated calls: the machine is shared, the minimum is the least disturbed
 run; `us_median` is recorded too), `eff_gmacs` (nonzero multiply-accumulates per second),
 `dense_gmacs` (out x in x tokens / time), `pct_peak` (eff_gmacs / peak_gmacs), where `peak_gmacs` is the
@@ -194,6 +198,36 @@ def summarize(records: list[dict]) -> list[str]:
     return lines
 
 
+def int_list(text: str, what: str) -> list[int]:
+    """Positive integers from a comma list, or ValueError naming `what`."""
+    values = [v.strip() for v in text.split(",")]
+    if not all(v.isdigit() and int(v) > 0 for v in values):
+        raise ValueError(f"{what} must be a comma list of positive integers, got {text!r}")
+    return [int(v) for v in values]
+
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    """'OUTxIN,...' -> [(out, in)]; both multiples of 4 (the sparse patterns' blocks)."""
+    shapes = []
+    for item in text.split(","):
+        parts = item.strip().lower().split("x")
+        dims = [int(v) for v in parts] if len(parts) == 2 and all(v.isdigit() for v in parts) else []
+        if len(dims) != 2 or min(dims) < 4 or dims[0] % 4 or dims[1] % 4:
+            raise ValueError(f"--shapes must be a comma list of OUTxIN with both multiples of 4, got {item!r}")
+        shapes.append((dims[0], dims[1]))
+    return shapes
+
+
+def parse_densities(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0 < v <= 1 for v in values):
+        raise ValueError(f"--densities must be a comma list of block densities in (0, 1], got {text!r}")
+    return values
+
+
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--torch-avx2-worker"]:
@@ -207,7 +241,17 @@ def main(argv=None) -> None:
                         help="wall time, or this thread's CPU time (only with --threads 1: on a shared, loaded "
                              "machine it excludes time other processes hold the core)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    parser.add_argument("--shapes", help="comma list of OUTxIN (default: DistilBERT's four Linear shapes)")
+    parser.add_argument("--tokens", help=f"comma list of token counts (default: {','.join(map(str, TOKENS))})")
+    parser.add_argument("--densities", help=f"comma list of block densities; 1 is the dense kernel, which always "
+                                            f"runs (default: {','.join(map(str, DENSITIES))})")
     args = parser.parse_args(argv)
+    try:
+        picked = (parse_shapes(args.shapes) if args.shapes else None,
+                  int_list(args.tokens, "--tokens") if args.tokens else None,
+                  parse_densities(args.densities) if args.densities else None)
+    except ValueError as e:
+        parser.error(str(e))
     if args.json.exists() and not args.overwrite:
         parser.error(f"{args.json} exists; pass --overwrite to replace it")
     if args.clock == "cpu" and args.threads != 1:
@@ -217,6 +261,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     isas = args.isas.split(",") if args.isas else [i for i in fastdistilbert.available_isas() if i != "ref"]
     shapes, tokens, budget = (SHAPES[:2], [16, 128, 384], 0.3) if args.quick else (SHAPES, TOKENS, 0.6)
+    shapes, tokens = picked[0] or shapes, picked[1] or tokens
+    densities = picked[2] or DENSITIES
 
     env = environment(args.threads)
     env["clock"] = args.clock
@@ -234,7 +280,7 @@ def main(argv=None) -> None:
             jobs.append(("torch", out_f, in_f, t, 1.0, "dense"))
             for isa in isas:
                 jobs.append((isa, out_f, in_f, t, 1.0, "dense"))
-                jobs += [(isa, out_f, in_f, t, d, p) for d in DENSITIES if d < 1 for p in SPARSE_PATTERNS]
+                jobs += [(isa, out_f, in_f, t, d, p) for d in densities if d < 1 for p in SPARSE_PATTERNS]
     records: list[dict] = []
     for isa, out_f, in_f, t, density, pattern in tqdm(jobs, desc="kernel points"):
         if isa == "torch":

@@ -1,4 +1,5 @@
 """The kernel benchmark's AVX2-capped torch peer really runs torch with AVX2 kernels, in its own process."""
+import json
 import sys
 from pathlib import Path
 
@@ -21,3 +22,30 @@ def test_torch_avx2_peer_runs_capped_and_records_points():
     lines = bench_kernels.summarize(records + [
         {**records[0], "op": "quantized_linear", "isa": "avx2", "pattern": "dense", "us": records[0]["us"] / 2}])
     assert lines == ["avx2 dense vs torch fp32 (AVX2 cap) 64x32 T=16: 2.00x"]
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--tokens", "16,0", "--tokens must be a comma list of positive integers"),
+    ("--tokens", "16,abc", "--tokens must be a comma list of positive integers"),
+    ("--shapes", "3072x770", "--shapes must be a comma list of OUTxIN with both multiples of 4"),
+    ("--shapes", "3072", "--shapes must be a comma list of OUTxIN with both multiples of 4"),
+    ("--densities", "0.2,1.5", "--densities must be a comma list of block densities in (0, 1]"),
+    ("--densities", "dense", "--densities must be a comma list of block densities in (0, 1]"),
+])
+def test_bad_point_lists_are_refused_before_measuring(tmp_path, capsys, flag, value, message):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_kernels.main(["--json", str(tmp_path / "k.json"), flag, value])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "k.json").exists()
+
+
+def test_picked_points_are_the_ones_measured(tmp_path):
+    out = tmp_path / "k.json"
+    bench_kernels.main(["--json", str(out), "--threads", "1", "--isas", "ref", "--quick", "--shapes", "32x64",
+                        "--tokens", "16,24", "--densities", "1,0.5"])
+    records = json.loads(out.read_text())["records"]
+    ours = sorted({(r["pattern"], r["out"], r["in"], r["tokens"], r["density"]) for r in records
+                   if r["op"] == "quantized_linear"})
+    assert ours == sorted((p, 32, 64, t, d) for t in (16, 24)
+                          for p, d in (("dense", 1.0), ("4x1", 0.5), ("1x4", 0.5)))
