@@ -7,8 +7,9 @@ torch's dynamic INT8 Linear, on DistilBERT's Linear shapes, with an in-process v
 kernel runs in tiles of 1-3 token vectors: `--threads 1 --isas amx --shapes 3072x768 --tokens 16,32,48,64,80
 --densities 0.2` (compare each point's `us` per 16-token vector with the 64-token point's).
 
-Per point: `us` (best of the repeated calls: the machine is shared, the minimum is the least disturbed
-run; `us_median` is recorded too), `eff_gmacs` (nonzero multiply-accumulates per second),
+Every point is timed in `--rounds` turns (default 3, the order rotated each turn). Per point: `us` (best of the
+repeated calls over the turns: the machine is shared, the minimum is the least disturbed run; `us_median`, the
+median of the turns' medians, is recorded too), `eff_gmacs` (nonzero multiply-accumulates per second),
 `dense_gmacs` (out x in x tokens / time), `pct_peak` (eff_gmacs / peak_gmacs), where `peak_gmacs` is the
 measured 512-bit vpdpbusd peak of this process (or the best variant's probe when AVX-512 VNNI is
 absent) and `isa_peak_gmacs` the probe of the point's own variant. Our op times include the per-call
@@ -198,6 +199,16 @@ def summarize(records: list[dict]) -> list[str]:
     return lines
 
 
+def best_turns(turns: list[dict]) -> list[dict]:
+    """One record per point (in first-seen order): its fastest turn's, with us_median the median of the turns'."""
+    key = ("op", "pattern", "isa", "out", "in", "tokens", "density")
+    groups: dict[tuple, list[dict]] = {}
+    for r in turns:
+        groups.setdefault(tuple(r[k] for k in key), []).append(r)
+    return [{**min(g, key=lambda r: r["us"]), "us_median": statistics.median(r["us_median"] for r in g),
+             "turns": len(g)} for g in groups.values()]
+
+
 def int_list(text: str, what: str) -> list[int]:
     """Positive integers from a comma list, or ValueError naming `what`."""
     values = [v.strip() for v in text.split(",")]
@@ -241,6 +252,8 @@ def main(argv=None) -> None:
                         help="wall time, or this thread's CPU time (only with --threads 1: on a shared, loaded "
                              "machine it excludes time other processes hold the core)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    parser.add_argument("--rounds", type=int, default=3, help="turns over all the points, the order rotated each "
+                                                                 "turn, sharing each point's time budget (default 3)")
     parser.add_argument("--shapes", help="comma list of OUTxIN (default: DistilBERT's four Linear shapes)")
     parser.add_argument("--tokens", help=f"comma list of token counts (default: {','.join(map(str, TOKENS))})")
     parser.add_argument("--densities", help=f"comma list of block densities; 1 is the dense kernel, which always "
@@ -254,6 +267,8 @@ def main(argv=None) -> None:
         parser.error(str(e))
     if args.json.exists() and not args.overwrite:
         parser.error(f"{args.json} exists; pass --overwrite to replace it")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.clock == "cpu" and args.threads != 1:
         parser.error("--clock cpu measures one thread; use it with --threads 1")
     global clock
@@ -281,12 +296,20 @@ def main(argv=None) -> None:
             for isa in isas:
                 jobs.append((isa, out_f, in_f, t, 1.0, "dense"))
                 jobs += [(isa, out_f, in_f, t, d, p) for d in densities if d < 1 for p in SPARSE_PATTERNS]
-    records: list[dict] = []
-    for isa, out_f, in_f, t, density, pattern in tqdm(jobs, desc="kernel points"):
-        if isa == "torch":
-            bench_torch(records, out_f, in_f, t, budget, base)
-        else:
-            bench_ours(records, isa, out_f, in_f, t, density, pattern, budget, base)
+    # Every point in each of `rounds` turns, the order rotated every turn, each turn a share of the budget: the points
+    # meet the same mix of a shared machine's faster and slower spells, so their ratios are steadier than when each
+    # point is timed in one go (a point's record is its best turn's; us_median the median of the turns' medians).
+    turns: list[dict] = []
+    with tqdm(total=args.rounds * len(jobs), desc="kernel points") as progress:
+        for turn in range(args.rounds):
+            shift = turn * len(jobs) // args.rounds
+            for isa, out_f, in_f, t, density, pattern in jobs[shift:] + jobs[:shift]:
+                if isa == "torch":
+                    bench_torch(turns, out_f, in_f, t, budget / args.rounds, base)
+                else:
+                    bench_ours(turns, isa, out_f, in_f, t, density, pattern, budget / args.rounds, base)
+                progress.update()
+    records = best_turns(turns)
     if "avx2" in isas:
         bench_torch_avx2(records, [(o, i, t) for o, i in shapes for t in tokens], budget, base)
     env["loadavg_end"] = os.getloadavg()

@@ -42,10 +42,28 @@ def test_bad_point_lists_are_refused_before_measuring(tmp_path, capsys, flag, va
 
 def test_picked_points_are_the_ones_measured(tmp_path):
     out = tmp_path / "k.json"
-    bench_kernels.main(["--json", str(out), "--threads", "1", "--isas", "ref", "--quick", "--shapes", "32x64",
-                        "--tokens", "16,24", "--densities", "1,0.5"])
+    bench_kernels.main(["--json", str(out), "--threads", "1", "--isas", "ref", "--quick", "--rounds", "2",
+                        "--shapes", "32x64", "--tokens", "16,24", "--densities", "1,0.5"])
     records = json.loads(out.read_text())["records"]
     ours = sorted({(r["pattern"], r["out"], r["in"], r["tokens"], r["density"]) for r in records
                    if r["op"] == "quantized_linear"})
     assert ours == sorted((p, 32, 64, t, d) for t in (16, 24)
                           for p, d in (("dense", 1.0), ("4x1", 0.5), ("1x4", 0.5)))
+    assert all(r["turns"] == 2 for r in records)  # one record per point, from both turns
+
+
+def test_a_point_keeps_its_fastest_turn_and_the_median_of_its_turns():
+    point = {"op": "quantized_linear", "pattern": "4x1", "isa": "ref", "out": 8, "in": 8, "tokens": 16, "density": 0.5}
+    turns = [{**point, "us": 5.0, "us_median": 9.0, "eff_gmacs": 1.0}, {**point, "tokens": 32, "us": 7.0,
+                                                                       "us_median": 7.0, "eff_gmacs": 3.0},
+             {**point, "us": 4.0, "us_median": 6.0, "eff_gmacs": 2.0}, {**point, "us": 6.0, "us_median": 8.0,
+                                                                       "eff_gmacs": 4.0}]
+    assert bench_kernels.best_turns(turns) == [{**point, "us": 4.0, "us_median": 8.0, "eff_gmacs": 2.0, "turns": 3},
+                                               {**point, "tokens": 32, "us": 7.0, "us_median": 7.0, "eff_gmacs": 3.0,
+                                                "turns": 1}]
+
+
+def test_rounds_below_one_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_kernels.main(["--json", str(tmp_path / "k.json"), "--rounds", "0"])
+    assert exit_info.value.code == 2 and "--rounds must be at least 1" in capsys.readouterr().err
