@@ -5,7 +5,8 @@ torch's dynamic INT8 Linear, on DistilBERT's Linear shapes, with an in-process v
 
 `--shapes`, `--tokens` and `--densities` pick other points, e.g. a sequence's last tokens, which the (4,1)
 kernel runs in tiles of 1-3 token vectors: `--threads 1 --isas amx --shapes 3072x768 --tokens 16,32,48,64,80
---densities 0.2` (compare each point's `us` per 16-token vector with the 64-token point's).
+--densities 0.2` (compare each point's `us` per token vector, 16 tokens on the 512-bit variants, with the 64-token
+point's).
 
 Every point is timed in `--rounds` turns (default 3, the order rotated each turn). Per point: `us` (best of the
 repeated calls over the turns: the machine is shared, the minimum is the least disturbed run; `us_median`, the

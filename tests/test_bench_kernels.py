@@ -1,4 +1,5 @@
-"""The kernel benchmark's AVX2-capped torch peer really runs torch with AVX2 kernels, in its own process."""
+"""The kernel benchmark: its AVX2-capped torch peer really runs torch with AVX2 kernels, in its own process; the points
+it is asked for are the ones it measures, each in every turn; malformed point lists are refused before measuring."""
 import json
 import sys
 from pathlib import Path
