@@ -170,15 +170,14 @@ static void block_tiles(const GemmParams& p, const int8_t* a, int64_t K64, int64
   }
 }
 
-// The pieces (block_tiles calls: up to 2 tiles of 16 tokens inside one chunk) of tokens [t0, t1), as gemm_tiles
-// walks them.
-static int64_t pieces_of(const GemmParams& p, int64_t t0, int64_t t1) {
-  int64_t pieces = 0;
+// piece(t, tiles) for each piece of tokens [t0, t1) in order: a block_tiles call of 1-2 tiles of 16 tokens from t,
+// inside one chunk. Tokens past T are the panel's zero padding (a whole vector at most): computed, never stored.
+template <class F>
+static inline void for_each_piece(const GemmParams& p, int64_t t0, int64_t t1, F piece) {
   for (int64_t c0 = t0 - t0 % kChunk; c0 < t1; c0 += kChunk) {
-    const int64_t lo = c0 > t0 ? c0 : t0, hi = c0 + chunk_width(p.Tp, c0) < t1 ? c0 + chunk_width(p.Tp, c0) : t1;
-    pieces += (hi - lo + 2 * kLanes - 1) / (2 * kLanes);
+    const int64_t chunk_end = c0 + chunk_width(p.Tp, c0) < t1 ? c0 + chunk_width(p.Tp, c0) : t1;
+    for (int64_t t = c0 > t0 ? c0 : t0; t < chunk_end; t += 2 * kLanes) piece(t, chunk_end - t > kLanes ? 2 : 1);
   }
-  return pieces;
 }
 
 // Groups [g0, g1) x tokens [t0, t1) block by block: the blocks of 32 rows that hold those groups (a block's other
@@ -188,7 +187,9 @@ static int64_t pieces_of(const GemmParams& p, int64_t t0, int64_t t1) {
 static void gemm_tiles(const GemmParams& p, int64_t g0, int64_t g1, int64_t t0, int64_t t1, int64_t K64, int8_t* copy) {
   alignas(64) int32_t c[kAmxBlockRows * 32];
   Piece previous;
-  const int64_t steps = K64 / 64, block_lines = kAmxBlockRows * K64 / 64, pieces = pieces_of(p, t0, t1);
+  int64_t pieces = 0;
+  for_each_piece(p, t0, t1, [&](int64_t, int) { ++pieces; });
+  const int64_t steps = K64 / 64, block_lines = kAmxBlockRows * K64 / 64;
   const int64_t share = (block_lines + pieces - 1) / pieces, share_per_step = (share + steps - 1) / steps;
   for (int64_t b = g0 / kBlockGroups; b * kBlockGroups < g1; ++b) {
     const int64_t gb = b * kBlockGroups > g0 ? b * kBlockGroups : g0;
@@ -200,24 +201,20 @@ static void gemm_tiles(const GemmParams& p, int64_t g0, int64_t g1, int64_t t0, 
       copy_block(p, b, gb, ge, K64, copy);
     const bool fetch_next = p.amx_tiles && (b + 1) * kBlockGroups < g1;
     int64_t piece = 0;
-    for (int64_t c0 = t0 - t0 % kChunk; c0 < t1; c0 += kChunk) {
-      const int64_t chunk_end = c0 + chunk_width(p.Tp, c0) < t1 ? c0 + chunk_width(p.Tp, c0) : t1;
-      for (int64_t t = c0 > t0 ? c0 : t0; t < chunk_end; t += 2 * kLanes, ++piece) {
-        // Tokens past T are the panel's zero padding (a whole vector at most): computed, never stored.
-        const int tiles = chunk_end - t > kLanes ? 2 : 1;
-        NextBlockShare next;
-        if (fetch_next && share * piece < block_lines) {
-          next.base = reinterpret_cast<const char*>(a + kAmxBlockRows * K64) + 64 * share * piece;
-          next.lines = block_lines - share * piece < share ? block_lines - share * piece : share;
-          next.per_step = share_per_step;
-        }
-        if (tiles == 2)
-          block_tiles<2>(p, a, K64, t, c, previous, next);
-        else
-          block_tiles<1>(p, a, K64, t, c, previous, next);
-        previous = Piece{b, gb, ge, t, tiles};
+    for_each_piece(p, t0, t1, [&](int64_t t, int tiles) {
+      NextBlockShare next;
+      if (fetch_next && share * piece < block_lines) {
+        next.base = reinterpret_cast<const char*>(a + kAmxBlockRows * K64) + 64 * share * piece;
+        next.lines = block_lines - share * piece < share ? block_lines - share * piece : share;
+        next.per_step = share_per_step;
       }
-    }
+      if (tiles == 2)
+        block_tiles<2>(p, a, K64, t, c, previous, next);
+      else
+        block_tiles<1>(p, a, K64, t, c, previous, next);
+      previous = Piece{b, gb, ge, t, tiles};
+      ++piece;
+    });
   }
   while (previous.pending()) previous.finish_next(p, K64, c);
 }
