@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 import fastdistilbert
 from fastdistilbert import ops
+from fastdistilbert.benchmarking.model import parse_points
 from fastdistilbert import quantization as Q
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -219,14 +220,14 @@ def int_list(text: str, what: str) -> list[int]:
 
 
 def parse_shapes(text: str) -> list[tuple[int, int]]:
-    """'OUTxIN,...' -> [(out, in)]; both multiples of 4 (the sparse patterns' blocks)."""
-    shapes = []
-    for item in text.split(","):
-        parts = item.strip().lower().split("x")
-        dims = [int(v) for v in parts] if len(parts) == 2 and all(v.isdigit() for v in parts) else []
-        if len(dims) != 2 or min(dims) < 4 or dims[0] % 4 or dims[1] % 4:
-            raise ValueError(f"--shapes must be a comma list of OUTxIN with both multiples of 4, got {item!r}")
-        shapes.append((dims[0], dims[1]))
+    """'OUTxIN,...' -> [(out, in)] (the model benchmark's SEQxBATCH syntax); both multiples of 4, the sparse
+    patterns' blocks."""
+    try:
+        shapes = parse_points(text)
+    except ValueError:
+        shapes = []
+    if not shapes or not all(len(s) == 2 and min(s) >= 4 and s[0] % 4 == 0 and s[1] % 4 == 0 for s in shapes):
+        raise ValueError(f"--shapes must be a comma list of OUTxIN with both multiples of 4, got {text!r}")
     return shapes
 
 
