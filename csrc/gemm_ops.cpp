@@ -142,7 +142,10 @@ void run_gemm(const KernelTable& k, GemmParams& p, const at::Tensor& x, bool fli
   at::Tensor copies = at::empty({threads * packed_bytes(p)}, at::TensorOptions().dtype(at::kByte));
   const uint8_t* src = static_cast<const uint8_t*>(x.data_ptr());
   at::parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
-    uint8_t* mine = copies.data_ptr<uint8_t>() + at::get_thread_num() * packed_bytes(p);
+    // Run inline (nested in another parallel region), the lambda may see an outer thread's number: one copy is
+    // enough there, as only one lambda runs.
+    const int64_t slot = std::min<int64_t>(at::get_thread_num(), threads - 1);
+    uint8_t* mine = copies.data_ptr<uint8_t>() + slot * packed_bytes(p);
     GemmParams own = p;
     own.xp = mine;
     int64_t t0 = p.Tp, t1 = 0;  // the token tiles of these items (whole chunks: tiles are multiples of one)
