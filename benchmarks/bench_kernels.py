@@ -288,7 +288,7 @@ def main(argv=None) -> None:
     peak_isa = "avx512vnni" if "avx512vnni" in isa_peaks else max(isa_peaks, key=isa_peaks.get)
     base = {"threads": args.threads, "cpu": env["cpu"], "versions": env["versions"], "isa_peaks": isa_peaks,
             "peak_gmacs": isa_peaks[peak_isa], "default_isa": fastdistilbert.active_isa()}
-    print(f"{env['cpu']}, {args.threads} threads; peak probes (GMAC/s): "
+    print(f"{env['cpu']} ({env['cpu_model']}), {args.threads} threads; peak probes (GMAC/s): "
           + ", ".join(f"{k} {v:.0f}" for k, v in isa_peaks.items()))
 
     jobs = []

@@ -230,7 +230,8 @@ def plot(records: list[dict], path: Path) -> None:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)  # below the panels, covering no line
     env = records[0]
-    fig.suptitle(f"DistilBERT-base QA on {env['cpu']}, {env['threads']} threads, ISA {env['isa']}")
+    cpu = f"{env['cpu']} ({env['cpu_model']})" if env.get("cpu_model") else env["cpu"]  # (older runs lack it)
+    fig.suptitle(f"DistilBERT-base QA on {cpu}, {env['threads']} threads, ISA {env['isa']}")
     fig.tight_layout(rect=(0, 0.04 + 0.03 * ((len(lines) + 2) // 3), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
