@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import fastdistilbert as fd
+from fastdistilbert.benchmarking.env import cpu_model
 from fastdistilbert.cli import main
 from fastdistilbert.testing import minilm_tokenizer, tiny_distilbert_qa
 
@@ -17,6 +18,7 @@ def test_info_reports_cpu_features_and_isas(capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["available_isas"] == fd.available_isas() and info["active_isa"] == fd.active_isa()
     assert "ref" in info["compiled_isas"] and info["cpuid"] is not None and info["cpu"]
+    assert info["cpu_model"] == cpu_model()
     assert main(["info"]) == 0
     assert "active ISA" in capsys.readouterr().out
 

@@ -19,10 +19,12 @@ def collect() -> dict:
 
     import fastdistilbert
     from fastdistilbert import _extension as ext
+    from fastdistilbert.benchmarking.env import cpu_model
 
     flags = {k: v for k, v in cpufeature.CPUFeature.items() if isinstance(v, bool)}
     return {
         "cpu": ext.cpu_brand() if ext.EXTENSION_AVAILABLE else platform.processor(),
+        "cpu_model": cpu_model(),
         "cores": cpufeature.CPUFeature.get("num_physical_cores"),
         "cpufeature": sorted(k for k, v in flags.items() if v and (k.startswith("AVX") or k in ("FMA3", "OS_AVX512"))),
         "cpuid": ext.cpu_features() if ext.EXTENSION_AVAILABLE else None,
@@ -42,7 +44,8 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"CPU:                  {info['cpu']} ({info['cores']} cores, torch uses {info['threads']} threads)")
+    model = f"{info['cpu_model']}, " if info["cpu_model"] else ""
+    print(f"CPU:                  {info['cpu']} ({model}{info['cores']} cores, torch uses {info['threads']} threads)")
     print(f"cpufeature reports:   {' '.join(info['cpufeature'])}")
     print("                      (cpufeature has no AVX-VNNI, AMX or BF16 keys; dispatch uses the CPUID line below)")
     print(f"extension CPUID:      {' '.join(info['cpuid'] or ['unavailable: ' + str(info['extension_error'])])}")
