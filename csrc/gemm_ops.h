@@ -16,6 +16,13 @@ at::Tensor quantized_linear(const at::Tensor& x_q, const at::Tensor& x_scale, co
                             std::optional<int64_t> out_zero_point);
 at::Tensor dynamic_quantized_linear(const at::Tensor& x, const at::Tensor& packed, int64_t out_features, bool gelu,
                                     const std::optional<at::Tensor>& residual);
+// The same two into a caller's `out` ([N, T], the result's dtype, contiguous; overloads "out" of the ops).
+void quantized_linear_out(const at::Tensor& x_q, const at::Tensor& x_scale, const at::Tensor& x_zero_point,
+                          const at::Tensor& packed, int64_t out_features, bool gelu,
+                          const std::optional<at::Tensor>& residual, std::optional<double> out_scale,
+                          std::optional<int64_t> out_zero_point, const at::Tensor& out);
+void dynamic_quantized_linear_out(const at::Tensor& x, const at::Tensor& packed, int64_t out_features, bool gelu,
+                                  const std::optional<at::Tensor>& residual, const at::Tensor& out);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token(const at::Tensor& x);
 at::Tensor quantized_linear_accumulators(const at::Tensor& x_q, const at::Tensor& packed, int64_t out_features,
                                          const std::string& isa);
@@ -42,6 +49,8 @@ at::Tensor new_output(int64_t N, int64_t T, at::ScalarType dtype);
 std::string last_isa();
 // Records `k` as that variant (ops that run their GEMMs without pack_activations call it).
 void note_last_isa(const KernelTable& k);
+// Size from which the linear ops write fp32 outputs with non-temporal stores (tests cover both sides).
+int64_t streamed_output_bytes();
 // Test hook: pre-fill every GEMM output with this byte (-1: off).
 void set_output_sentinel(int64_t byte);
 // Runs every thread's peak loop of a variant; returns the multiply-accumulates executed.

@@ -72,6 +72,9 @@ struct GemmParams {
   uint8_t* out_u8;          // [N][T] (requantized output) or nullptr
   float out_scale, out_zp;
   int32_t* out_acc;         // [N][T]: raw accumulators, epilogue skipped (exactness tests)
+  // Nonzero: whole fp32 output vectors go out with non-temporal stores (out_f32 is 64-byte aligned, ld and out_shift
+  // multiples of 16; set for outputs too large to be read back from the caches, gemm_ops.cpp). Results are the same.
+  int32_t stream_out = 0;
 };
 
 // Token padding of attention_head's scratch panels: a multiple of every variant's 4-vector tile.

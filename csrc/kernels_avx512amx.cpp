@@ -234,6 +234,7 @@ static void gemm_amx(const GemmParams& p, int64_t g0, int64_t g1, int64_t t0, in
     gemm_tiles(p, g0, g1, t0, t1, K64, copy);
   }
   _tile_release();
+  if (p.stream_out) _mm_sfence();  // as gemm's
 }
 
 // Peak probe of the tiles: four independent accumulator tiles, operands loaded once.

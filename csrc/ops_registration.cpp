@@ -62,6 +62,15 @@ TORCH_LIBRARY(fastdistilbert, m) {
   m.def(
       "dynamic_quantized_linear(Tensor x, Tensor packed, SymInt out_features, bool gelu=False, "
       "Tensor? residual=None) -> Tensor");
+  // Into a caller's tensor (reused output memory: no page faults of a fresh allocation in a serving loop). They return
+  // nothing, as torch.library's mutating custom ops do, so that torch.compile can functionalize them.
+  m.def(
+      "quantized_linear.out(Tensor x_q, Tensor x_scale, Tensor x_zero_point, Tensor packed, SymInt out_features, "
+      "bool gelu=False, Tensor? residual=None, float? out_scale=None, int? out_zero_point=None, *, Tensor(a!) out) "
+      "-> ()");
+  m.def(
+      "dynamic_quantized_linear.out(Tensor x, Tensor packed, SymInt out_features, bool gelu=False, "
+      "Tensor? residual=None, *, Tensor(a!) out) -> ()");
   m.def("quantize_per_token(Tensor x) -> (Tensor, Tensor, Tensor)");
   m.def("quantize_per_tensor_fm(Tensor x, float scale, int zero_point) -> Tensor");
   m.def(
@@ -73,6 +82,7 @@ TORCH_LIBRARY(fastdistilbert, m) {
   m.def("quantized_linear_accumulators(Tensor x_q, Tensor packed, SymInt out_features, str isa=\"\") -> Tensor");
   m.def("last_isa() -> str", &fastdistilbert::last_isa);
   m.def("set_output_sentinel(int byte) -> ()", &fastdistilbert::set_output_sentinel);
+  m.def("streamed_output_bytes() -> int", &fastdistilbert::streamed_output_bytes);
   m.def("peak_probe(int iterations, str isa=\"\") -> int", &fastdistilbert::peak_probe);
   m.def("layer_norm_fm(Tensor x, Tensor gamma, Tensor beta, float eps) -> Tensor");
   m.def("layer_norm_quantize_fm(Tensor x, Tensor gamma, Tensor beta, float eps) -> (Tensor, Tensor, Tensor, Tensor)");
@@ -97,6 +107,8 @@ TORCH_LIBRARY(fastdistilbert, m) {
 TORCH_LIBRARY_IMPL(fastdistilbert, CPU, m) {
   m.impl("quantized_linear", &fastdistilbert::quantized_linear);
   m.impl("dynamic_quantized_linear", &fastdistilbert::dynamic_quantized_linear);
+  m.impl("quantized_linear.out", &fastdistilbert::quantized_linear_out);
+  m.impl("dynamic_quantized_linear.out", &fastdistilbert::dynamic_quantized_linear_out);
   m.impl("quantize_per_token", &fastdistilbert::quantize_per_token);
   m.impl("quantize_per_tensor_fm", &fastdistilbert::quantize_per_tensor_fm);
   m.impl("feed_forward_fm", &fastdistilbert::feed_forward_fm);

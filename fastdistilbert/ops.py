@@ -121,29 +121,51 @@ def _out_features(packed: torch.Tensor, out_features: int | None, residual: torc
     return int(packed[16:24].view(torch.int64))
 
 
+def _copy_into(out: torch.Tensor, result: torch.Tensor, op: str) -> torch.Tensor:
+    """The reference fallback's `out=`: the same contract as the C++ ops' (exact dtype and shape, contiguous)."""
+    if out.dtype != result.dtype or out.shape != result.shape or not out.is_contiguous():
+        raise ValueError(f"{op}: out must be a contiguous {result.dtype} tensor of shape {list(result.shape)}, got "
+                         f"{out.dtype} {list(out.shape)}{'' if out.is_contiguous() else ' (non-contiguous)'}")
+    return out.copy_(result)
+
+
 def quantized_linear(x_q: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Tensor, packed: torch.Tensor, *,
                      gelu: bool = False, residual: torch.Tensor | None = None, out_scale: float | None = None,
-                     out_zero_point: int | None = None, out_features: int | None = None) -> torch.Tensor:
+                     out_zero_point: int | None = None, out_features: int | None = None,
+                     out: torch.Tensor | None = None) -> torch.Tensor:
     """`[N, T]` = packed weight x quantized activations `x_q [K, T]` (uint8, or int8 with zero point 0),
     per-token (`[T]`) or per-tensor (`[1]`) `x_scale` / `x_zero_point`, with the fused epilogue
     (bias, optional GELU, optional fp32 `residual [N, T]`); fp32 out, or uint8 requantized with
-    `out_scale` / `out_zero_point`."""
+    `out_scale` / `out_zero_point`.
+
+    `out`: write the result into this tensor (exactly `[N, T]` of the result's dtype, contiguous, sharing no memory
+    with `x_q` or `packed`; it may be `residual` itself) and return it: a loop reuses one output instead of allocating
+    (and page-faulting) a new one per call."""
     if not warn_if_unavailable():
-        return R.quantized_linear(x_q, x_scale, x_zero_point, packed, gelu=gelu, residual=residual,
-                                  out_scale=out_scale, out_zero_point=out_zero_point)
-    return torch.ops.fastdistilbert.quantized_linear(
-        x_q, x_scale, x_zero_point, packed, _out_features(packed, out_features, residual), gelu, residual,
-        out_scale, out_zero_point)
+        result = R.quantized_linear(x_q, x_scale, x_zero_point, packed, gelu=gelu, residual=residual,
+                                    out_scale=out_scale, out_zero_point=out_zero_point)
+        return result if out is None else _copy_into(out, result, "quantized_linear")
+    args = (x_q, x_scale, x_zero_point, packed, _out_features(packed, out_features, residual), gelu, residual,
+            out_scale, out_zero_point)
+    if out is None:
+        return torch.ops.fastdistilbert.quantized_linear(*args)
+    torch.ops.fastdistilbert.quantized_linear.out(*args, out=out)
+    return out
 
 
 def dynamic_quantized_linear(x: torch.Tensor, packed: torch.Tensor, *, gelu: bool = False,
-                             residual: torch.Tensor | None = None, out_features: int | None = None) -> torch.Tensor:
+                             residual: torch.Tensor | None = None, out_features: int | None = None,
+                             out: torch.Tensor | None = None) -> torch.Tensor:
     """fp32 `x [K, T]` quantized per token on the fly (quantization.dynamic_activation_params), then
-    `quantized_linear`; fp32 `[N, T]` out."""
+    `quantized_linear`; fp32 `[N, T]` out (into `out` when given, as `quantized_linear`'s; `out` may be `x`)."""
     if not warn_if_unavailable():
-        return R.dynamic_quantized_linear(x, packed, gelu=gelu, residual=residual)
-    return torch.ops.fastdistilbert.dynamic_quantized_linear(
-        x, packed, _out_features(packed, out_features, residual), gelu, residual)
+        result = R.dynamic_quantized_linear(x, packed, gelu=gelu, residual=residual)
+        return result if out is None else _copy_into(out, result, "dynamic_quantized_linear")
+    args = (x, packed, _out_features(packed, out_features, residual), gelu, residual)
+    if out is None:
+        return torch.ops.fastdistilbert.dynamic_quantized_linear(*args)
+    torch.ops.fastdistilbert.dynamic_quantized_linear.out(*args, out=out)
+    return out
 
 
 def feed_forward_fm(x_q: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Tensor, packed1: torch.Tensor,
@@ -341,6 +363,15 @@ if EXTENSION_AVAILABLE:
     @torch.library.register_fake("fastdistilbert::dynamic_quantized_linear")
     def _(x, packed, out_features, gelu=False, residual=None):
         return x.new_empty((out_features, x.shape[1]), dtype=torch.float32)
+
+    @torch.library.register_fake("fastdistilbert::quantized_linear.out")
+    def _(x_q, x_scale, x_zero_point, packed, out_features, gelu=False, residual=None, out_scale=None,
+          out_zero_point=None, *, out):
+        return None
+
+    @torch.library.register_fake("fastdistilbert::dynamic_quantized_linear.out")
+    def _(x, packed, out_features, gelu=False, residual=None, *, out):
+        return None
 
     @torch.library.register_fake("fastdistilbert::feed_forward_fm")
     def _(x_q, x_scale, x_zero_point, packed1, packed2, residual):

@@ -117,3 +117,37 @@ def test_out_of_range_op_parameters(kwargs, message):
     zp = kwargs.pop("x_zero_point", zp)
     with pytest.raises(RuntimeError, match=message):
         ops.quantized_linear(codes(K, T, seed=6), scale, zp, packed(), **kwargs)
+
+
+
+def bad_outs(x, weight):
+    """(out, out_scale, message) that the linear ops refuse."""
+    return [
+        (torch.zeros(N, T + 1), None, r"out must have shape \[13, 9\] \(out_features x tokens\), got \[13, 10\]"),
+        (torch.zeros(N, T, dtype=torch.float64), None, r"out must be Float \(no out_scale: fp32 output\), got Double"),
+        (torch.zeros(N, T), 0.1, r"out must be Byte \(out_scale requantizes the output\), got Float"),
+        (torch.zeros(T, N).t(), None, "out must be contiguous"),
+        (x.view(-1)[: N * T].view(N, T), 0.1, "out must not share memory with the activations"),  # K > N
+        (weight[: N * T].view(N, T), 0.1, "out must not share memory with the packed weight"),
+    ]
+
+
+def test_bad_out_tensors_are_refused_and_left_untouched():
+    x, weight = codes(K, T, seed=6), packed()
+    scale, zp = act_params(T, seed=5)
+    for out, out_scale, message in bad_outs(x, weight):
+        before = out.clone()
+        with pytest.raises(RuntimeError, match=message):
+            ops.quantized_linear(x, scale, zp, weight, out=out, out_scale=out_scale)
+        assert torch.equal(out, before), message
+    # The residual may be the output itself, not a part of it.
+    wide = torch.randn(N + 1, T)
+    with pytest.raises(RuntimeError, match="out must be the residual itself or not overlap it, got a partial overlap"):
+        ops.quantized_linear(x, scale, zp, weight, residual=wide[1:], out=wide[:-1])
+    # A bad argument elsewhere leaves out as it was too.
+    out = torch.full((N, T), 7, dtype=torch.uint8)
+    with pytest.raises(RuntimeError, match="out_scale must be a positive finite number"):
+        ops.quantized_linear(x, scale, zp, weight, out=out, out_scale=-1.0)
+    assert (out == 7).all()
+    with pytest.raises(RuntimeError, match=r"out must have shape \[13, 9\]"):
+        ops.dynamic_quantized_linear(torch.randn(K, T), weight, out=torch.zeros(N, T - 1))

@@ -123,3 +123,55 @@ def test_results_do_not_depend_on_thread_count(isa, n, k):
             assert all(torch.equal(r, results[0]) for r in results)
     finally:
         torch.set_num_threads(before)
+
+
+# out= forms. 2048 x 1024 fp32 is 8 MiB, the size from which fp32 outputs are streamed (non-temporal stores); 1,030
+# tokens (rows not 64-byte aligned) and an out tensor whose data does not start on a 64-byte line take ordinary stores.
+OUT_SHAPES = [(13, 17, 31), (2048, 20, 1024), (2048, 20, 1030)]
+
+
+def unaligned_like(t: torch.Tensor) -> torch.Tensor:
+    """A contiguous tensor of t's shape and dtype whose data starts 4 bytes past a 64-byte boundary."""
+    base = torch.empty(t.numel() * t.element_size() + 128, dtype=torch.uint8)
+    start = (-base.data_ptr()) % 64 + 4
+    return base[start:start + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("isa", FAST_ISAS + ["ref"])
+def test_out_form_matches_ref_streamed_or_not(isa, pattern):
+    assert OUT_SHAPES[1][0] * OUT_SHAPES[1][2] * 4 >= torch.ops.fastdistilbert.streamed_output_bytes()
+    for n, k, t in OUT_SHAPES:
+        weight_q, scale, bias = weight_with_zeros(n, k, 0.3, pattern, seed=n + t)
+        packed = ops.pack_weight(weight_q, scale, bias, pattern)
+        x = codes(k, t, seed=t)
+        x_scale, x_zp = act_params(t, seed=k)
+        residual = torch.randn(n, t)
+        for kwargs in (dict(gelu=True), dict(residual=residual), dict(out_scale=0.05, out_zero_point=100)):
+            with forced_isa("ref"):
+                want = ops.quantized_linear(x, x_scale, x_zp, packed, **kwargs)
+            with forced_isa(isa), output_sentinel(0x00 if "out_scale" in kwargs else 0xFF):
+                for out in (torch.empty_like(want), unaligned_like(want)):
+                    got = ops.quantized_linear(x, x_scale, x_zp, packed, out=out, **kwargs)
+                    assert got is out and torch.equal(out, want), f"{isa} {pattern} {n}x{k}x{t} {list(kwargs)}"
+                assert torch.equal(ops.quantized_linear(x, x_scale, x_zp, packed, **kwargs), want)
+        with forced_isa("ref"):
+            want = ops.quantized_linear(x, x_scale, x_zp, packed, residual=residual)
+        with forced_isa(isa):
+            in_place = residual.clone()  # out may be the residual itself: y = W x + y
+            assert ops.quantized_linear(x, x_scale, x_zp, packed, residual=in_place, out=in_place) is in_place
+        assert torch.equal(in_place, want), f"{isa} {pattern} {n}x{k}x{t} in place"
+
+
+@pytest.mark.parametrize("isa", FAST_ISAS + ["ref"])
+def test_dynamic_linear_out_form_matches_ref(isa):
+    for n, k, t in OUT_SHAPES:
+        weight_q, scale, bias = weight_with_zeros(n, k, 0.3, "4x1", seed=k)
+        packed = ops.pack_weight(weight_q, scale, bias, "4x1")
+        x = torch.randn(k, t, generator=torch.Generator().manual_seed(t))
+        with forced_isa("ref"):
+            want = ops.dynamic_quantized_linear(x, packed, gelu=True)
+        with forced_isa(isa), output_sentinel(0xFF):
+            out = torch.empty_like(want)
+            assert ops.dynamic_quantized_linear(x, packed, gelu=True, out=out) is out
+        assert torch.equal(out, want), f"{isa} {n}x{k}x{t}"

@@ -128,6 +128,12 @@ def test_opcheck_every_op(pattern):
     torch.library.opcheck(f.quantized_linear.default, (x, scale, zp, packed, n),
                           dict(gelu=False, residual=None, out_scale=0.1, out_zero_point=3))
     torch.library.opcheck(f.dynamic_quantized_linear.default, (torch.randn(17, t), packed, n), dict(gelu=True))
+    torch.library.opcheck(f.quantized_linear.out, (x, scale, zp, packed, n),
+                          dict(gelu=True, residual=torch.randn(n, t), out=torch.empty(n, t)))
+    torch.library.opcheck(f.quantized_linear.out, (x, scale, zp, packed, n),
+                          dict(out_scale=0.1, out_zero_point=3, out=torch.empty(n, t, dtype=torch.uint8)))
+    torch.library.opcheck(f.dynamic_quantized_linear.out, (torch.randn(17, t), packed, n),
+                          dict(gelu=True, out=torch.empty(n, t)))
     torch.library.opcheck(f.quantize_per_token.default, (torch.randn(17, t),))
     torch.library.opcheck(f.quantized_linear_accumulators.default, (x, packed, n, ""))
     weight_q, w_scale, bias = weight_with_zeros(6, 10, 0.5, pattern, seed=4)
@@ -159,6 +165,41 @@ def test_torch_compile_fullgraph_matches_eager():
     assert torch.equal(compiled(x), module(x))
     x2 = torch.randn(24, 5)  # another token count: recompiles or runs dynamic, same result
     assert torch.equal(compiled(x2), module(x2))
+
+
+class IntoBuffer(torch.nn.Module):
+    """TwoLinears' first op into a tensor the module allocates, as a serving loop reuses one."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = TwoLinears()
+
+    def forward(self, x):
+        h = torch.empty(self.inner.hidden, x.shape[1])
+        ops.dynamic_quantized_linear(x, self.inner.packed1, gelu=True, out_features=self.inner.hidden, out=h)
+        return h * 2
+
+
+def test_torch_compile_fullgraph_of_the_out_form_matches_eager():
+    module = IntoBuffer()
+    x = torch.randn(24, 11)
+    assert torch.equal(torch.compile(module, fullgraph=True, backend="aot_eager")(x), module(x))
+
+
+def test_reference_fallback_honours_out(monkeypatch):
+    """Without the extension the wrappers compute with reference_ops and copy into out, with the same checks."""
+    packed, x, (scale, zp) = small_case()
+    want = ops.quantized_linear(x, scale, zp, packed)
+    monkeypatch.setattr(ops, "warn_if_unavailable", lambda: False)
+    out = torch.empty_like(want)
+    assert ops.quantized_linear(x, scale, zp, packed, out=out) is out and torch.equal(out, want)
+    with pytest.raises(ValueError, match=r"quantized_linear: out must be a contiguous torch.float32 tensor of shape "
+                                         r"\[13, 9\], got torch.float32 \[13, 9\] \(non-contiguous\)"):
+        ops.quantized_linear(x, scale, zp, packed, out=torch.empty(9, 13).t())
+    x_fp = torch.randn(17, 9)
+    out = torch.empty(13, 9)
+    assert ops.dynamic_quantized_linear(x_fp, packed, out=out) is out
+    assert torch.equal(out, R.dynamic_quantized_linear(x_fp, packed))
 
 
 def test_quantize_per_token_matches_shared_quantization_math():
