@@ -13,9 +13,15 @@ repeated calls over the turns: the machine is shared, the minimum is the least d
 median of the turns' medians, is recorded too), `eff_gmacs` (nonzero multiply-accumulates per second),
 `dense_gmacs` (out x in x tokens / time), `pct_peak` (eff_gmacs / peak_gmacs), where `peak_gmacs` is the
 measured 512-bit vpdpbusd peak of this process (or the best variant's probe when AVX-512 VNNI is
-absent) and `isa_peak_gmacs` the probe of the point's own variant. Our op times include the per-call
+absent) and `isa_peak_gmacs` the probe of the point's own variant. The probes run before and after the points and the
+better of the two counts (a probe that met a slow spell of a shared host once measured half the peak, which doubled
+every point's % of it). Our op times include the per-call
 activation packing; activations are feature-major [in, tokens] (the runtime's layout), torch's
-token-major [tokens, in]. When the avx2 variant runs, torch's fp32 Linear is also measured with its own
+token-major [tokens, in]. Our ops and torch's fp32 Linear (`torch.addmm`, what `F.linear` runs) write into one output
+tensor allocated before the timing (`out=`), as a serving loop reuses one; torch's dynamic INT8 Linear has no `out=`
+and allocates. `--outputs new` allocates a new output in every call instead: at 3,072 tokens an fp32 output of 28-38 MB
+is then page-faulted afresh (above glibc's 32 MB mmap threshold, freed memory goes back to the system), and that,
+not the GEMM, is much of what the point measures. When the avx2 variant runs, torch's fp32 Linear is also measured with its own
 kernels capped at AVX2 (a subprocess with ATEN_CPU_CAPABILITY / MKL_ENABLE_INSTRUCTIONS / ONEDNN_MAX_CPU_ISA
 set): the peer our avx2 variant meets on a CPU without AVX-512, where torch cannot use 512-bit FMAs either.
 """
@@ -78,13 +84,21 @@ def measure(fn, budget_s: float) -> tuple[float, float]:
 def peak_probe(isa: str, repeats: int = 5) -> float:
     """Best GMAC/s of the variant's tight dot-product loop on all threads."""
     iterations = 200_000
-    ops.peak_probe(1000, isa)
+    # Warm up for a second first: a core that had been idle ran the loop at half speed for about that long.
+    start = time.perf_counter()
+    while time.perf_counter() - start < 1.0:
+        ops.peak_probe(iterations // 10, isa)
     best = 0.0
     for _ in range(repeats):
         t0 = clock()
         macs = ops.peak_probe(iterations, isa)
         best = max(best, macs / (clock() - t0) / 1e9)
     return best
+
+
+def output_buffer(out_f, tokens, base):
+    """The `out=` tensor of a point (None with --outputs new: every call allocates its own)."""
+    return torch.empty(out_f, tokens) if base["outputs"] == "reused" else None
 
 
 def bench_ours(records, isa, out_f, in_f, tokens, density, pattern, budget_s, base):
@@ -96,11 +110,14 @@ def bench_ours(records, isa, out_f, in_f, tokens, density, pattern, budget_s, ba
     x_scale = torch.rand(tokens, generator=g) * 0.02
     x_zp = torch.randint(0, 256, (tokens,), dtype=torch.int32, generator=g)
     x = torch.randn(in_f, tokens, generator=g)
+    out = output_buffer(out_f, tokens, base)
     fastdistilbert.set_isa(isa)
     try:
-        calls = {"quantized_linear": lambda: ops.quantized_linear(x_q, x_scale, x_zp, packed, out_features=out_f)}
+        calls = {"quantized_linear": lambda: ops.quantized_linear(x_q, x_scale, x_zp, packed, out_features=out_f,
+                                                                  out=out)}
         if isa == base["default_isa"]:
-            calls["dynamic_quantized_linear"] = lambda: ops.dynamic_quantized_linear(x, packed, out_features=out_f)
+            calls["dynamic_quantized_linear"] = lambda: ops.dynamic_quantized_linear(x, packed, out_features=out_f,
+                                                                                     out=out)
         for op, fn in calls.items():
             best, median = measure(fn, budget_s)
             assert ops.last_isa() == isa
@@ -115,9 +132,18 @@ def linear_operands(out_f, in_f, tokens):
     return torch.randn(out_f, in_f, generator=g), torch.randn(out_f, generator=g), torch.randn(tokens, in_f, generator=g)
 
 
+def torch_linear(out_f, in_f, tokens, outputs):
+    """torch's fp32 Linear as a call: into one reused output (`torch.addmm`, F.linear's own kernel) or a new one."""
+    w, b, x = linear_operands(out_f, in_f, tokens)
+    if outputs == "new":
+        return lambda: torch.nn.functional.linear(x, w, b)
+    y, w_t = torch.empty(tokens, out_f), w.t()
+    return lambda: torch.addmm(b, x, w_t, out=y)
+
+
 def bench_torch(records, out_f, in_f, tokens, budget_s, base):
     w, b, x = linear_operands(out_f, in_f, tokens)
-    best, median = measure(lambda: torch.nn.functional.linear(x, w, b), budget_s)
+    best, median = measure(torch_linear(out_f, in_f, tokens, base["outputs"]), budget_s)
     records.append(point(base, "torch_fp32_linear", "dense", "torch", out_f, in_f, tokens, 1.0, best, median,
                          out_f * in_f * tokens))
     qlinear = torch.ao.nn.quantized.dynamic.Linear(in_f, out_f)
@@ -134,7 +160,8 @@ AVX2_ENVIRONMENT = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "A
 
 def bench_torch_avx2(records, shapes_tokens, budget_s, base):
     """torch's fp32 Linear capped at AVX2, measured in a subprocess (the caps only act before torch loads)."""
-    spec = json.dumps({"points": shapes_tokens, "threads": base["threads"], "budget": budget_s})
+    spec = json.dumps({"points": shapes_tokens, "threads": base["threads"], "budget": budget_s,
+                       "outputs": base["outputs"]})
     done = subprocess.run([sys.executable, __file__, "--torch-avx2-worker", spec], capture_output=True, text=True,
                           env={**os.environ, **AVX2_ENVIRONMENT})
     if done.returncode != 0:
@@ -152,9 +179,14 @@ def torch_avx2_worker(spec: str) -> None:
     torch.set_num_threads(args["threads"])
     times = []
     for out_f, in_f, tokens in args["points"]:
-        w, b, x = linear_operands(out_f, in_f, tokens)
-        times.append(measure(lambda: torch.nn.functional.linear(x, w, b), args["budget"]))
+        times.append(measure(torch_linear(out_f, in_f, tokens, args["outputs"]), args["budget"]))
     print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "times": times}))
+
+
+def with_peaks(records: list[dict], isa_peaks: dict, peak_isa: str) -> list[dict]:
+    """The records with their peak fields recomputed from `isa_peaks` (the run's final probes)."""
+    return [{**r, "peak_gmacs": isa_peaks[peak_isa], "isa_peak_gmacs": isa_peaks.get(r["isa"]),
+             "pct_peak": 100 * r["eff_gmacs"] / isa_peaks[peak_isa]} for r in records]
 
 
 def point(base, op, pattern, isa, out_f, in_f, tokens, density, best, median, nonzero_macs) -> dict:
@@ -253,6 +285,9 @@ def main(argv=None) -> None:
     parser.add_argument("--clock", choices=sorted(CLOCK), default="wall",
                         help="wall time, or this thread's CPU time (only with --threads 1: on a shared, loaded "
                              "machine it excludes time other processes hold the core)")
+    parser.add_argument("--outputs", choices=["reused", "new"], default="reused",
+                        help="write every call into one output allocated beforehand (out=, the default) or allocate "
+                             "a new output per call")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--rounds", type=int, default=3, help="turns over all the points, the order rotated each "
                                                                  "turn, sharing each point's time budget (default 3)")
@@ -283,12 +318,13 @@ def main(argv=None) -> None:
 
     env = environment(args.threads)
     env["clock"] = args.clock
+    env["outputs"] = args.outputs
     env["loadavg_start"] = os.getloadavg()  # other processes on the machine skew absolute numbers
     isa_peaks = {isa: peak_probe(isa) for isa in isas}
     peak_isa = "avx512vnni" if "avx512vnni" in isa_peaks else max(isa_peaks, key=isa_peaks.get)
     base = {"threads": args.threads, "cpu": env["cpu"], "versions": env["versions"], "isa_peaks": isa_peaks,
-            "peak_gmacs": isa_peaks[peak_isa], "default_isa": fastdistilbert.active_isa()}
-    print(f"{env['cpu']} ({env['cpu_model']}), {args.threads} threads; peak probes (GMAC/s): "
+            "peak_gmacs": isa_peaks[peak_isa], "default_isa": fastdistilbert.active_isa(), "outputs": args.outputs}
+    print(f"{env['cpu']} ({env['cpu_model']}), {args.threads} threads, {args.outputs} outputs; peak probes (GMAC/s): "
           + ", ".join(f"{k} {v:.0f}" for k, v in isa_peaks.items()))
 
     jobs = []
@@ -314,9 +350,14 @@ def main(argv=None) -> None:
     records = best_turns(turns)
     if "avx2" in isas:
         bench_torch_avx2(records, [(o, i, t) for o, i in shapes for t in tokens], budget, base)
+    probes = {"start": isa_peaks, "end": {isa: peak_probe(isa) for isa in isas}}
+    isa_peaks = {isa: max(p[isa] for p in probes.values()) for isa in isas}
+    print("peak probes at the end (GMAC/s): " + ", ".join(f"{k} {v:.0f}" for k, v in probes["end"].items()))
+    records = with_peaks(records, isa_peaks, peak_isa)
     env["loadavg_end"] = os.getloadavg()
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"environment": env, "isa_peaks": isa_peaks, "records": records}, indent=1))
+    args.json.write_text(json.dumps({"environment": env, "isa_peaks": isa_peaks, "isa_peak_probes": probes,
+                                     "records": records}, indent=1))
     print("\n".join(summarize(records)))
 
 

@@ -14,7 +14,7 @@ import bench_kernels  # noqa: E402
 def test_torch_avx2_peer_runs_capped_and_records_points():
     if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         pytest.skip("torch runs no AVX2 kernels on this CPU")
-    base = {"threads": 1, "cpu": "test", "versions": {}, "isa_peaks": {}, "peak_gmacs": 1.0}
+    base = {"threads": 1, "cpu": "test", "versions": {}, "isa_peaks": {}, "peak_gmacs": 1.0, "outputs": "reused"}
     records = []
     bench_kernels.bench_torch_avx2(records, [(64, 32, 16), (32, 64, 8)], 0.01, base)
     assert [(r["op"], r["isa"], r["out"], r["in"], r["tokens"]) for r in records] == [
@@ -41,11 +41,14 @@ def test_bad_point_lists_are_refused_before_measuring(tmp_path, capsys, flag, va
     assert not (tmp_path / "k.json").exists()
 
 
-def test_picked_points_are_the_ones_measured(tmp_path):
+@pytest.mark.parametrize("outputs", ["reused", "new"])
+def test_picked_points_are_the_ones_measured(tmp_path, outputs):
     out = tmp_path / "k.json"
     bench_kernels.main(["--json", str(out), "--threads", "1", "--isas", "ref", "--quick", "--rounds", "2",
-                        "--shapes", "32x64", "--tokens", "16,24", "--densities", "1,0.5"])
-    records = json.loads(out.read_text())["records"]
+                        "--shapes", "32x64", "--tokens", "16,24", "--densities", "1,0.5", "--outputs", outputs])
+    report = json.loads(out.read_text())
+    assert report["environment"]["outputs"] == outputs
+    records = report["records"]
     ours = sorted({(r["pattern"], r["out"], r["in"], r["tokens"], r["density"]) for r in records
                    if r["op"] == "quantized_linear"})
     assert ours == sorted((p, 32, 64, t, d) for t in (16, 24)
@@ -68,3 +71,18 @@ def test_rounds_below_one_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench_kernels.main(["--json", str(tmp_path / "k.json"), "--rounds", "0"])
     assert exit_info.value.code == 2 and "--rounds must be at least 1" in capsys.readouterr().err
+
+
+def test_every_record_takes_the_better_probe_of_the_run(tmp_path, monkeypatch):
+    """A probe that meets a slow spell (here the first) must not inflate the points' % of peak."""
+    probes = iter([50.0, 100.0])
+    monkeypatch.setattr(bench_kernels, "peak_probe", lambda isa: next(probes))
+    out = tmp_path / "k.json"
+    bench_kernels.main(["--json", str(out), "--threads", "1", "--isas", "ref", "--quick", "--rounds", "1",
+                        "--shapes", "32x64", "--tokens", "16", "--densities", "1"])
+    report = json.loads(out.read_text())
+    assert report["isa_peaks"] == {"ref": 100.0}
+    assert report["isa_peak_probes"] == {"start": {"ref": 50.0}, "end": {"ref": 100.0}}
+    for r in report["records"]:
+        assert r["peak_gmacs"] == 100.0 and r["pct_peak"] == pytest.approx(r["eff_gmacs"])
+        assert r["isa_peak_gmacs"] == (100.0 if r["isa"] == "ref" else None)
