@@ -20,8 +20,10 @@ pytestmark = pytest.mark.skipif(not ops.EXTENSION_AVAILABLE, reason="C++ extensi
 # the widest row group the avx2 variant widens on its stack (it then widens weights in the tiles instead). T = 90 and
 # 144: a last chunk of 2 and 1 token vectors that the 512-bit 4x1 tile takes with the chunk before (ragged, whole).
 # 5 x 3072 x 200: activations too large for a copy per thread (gemm_ops.cpp, kOwnCopyBytes), packed once, shared.
+# 40 x 3072 x 520: shared too, and three token tiles of three row blocks each, taken in token-tile order (run_gemm).
 SHAPES = [(1, 1, 1), (2, 3, 7), (13, 17, 31), (33, 63, 65), (127, 65, 33), (768, 768, 13), (65, 3072, 17),
-          (3072, 127, 2), (7, 768, 127), (31, 2, 63), (9, 4097, 40), (20, 50, 90), (6, 100, 144), (5, 3072, 200)]
+          (3072, 127, 2), (7, 768, 127), (31, 2, 63), (9, 4097, 40), (20, 50, 90), (6, 100, 144), (5, 3072, 200),
+          (40, 3072, 520)]
 DENSITIES = (0.0, 0.1, 0.5, 0.8, 0.9, 1.0)
 ACC_SENTINEL = 0x7F  # int32 0x7F7F7F7F: larger than any accumulator of these shapes
 
@@ -108,10 +110,11 @@ def test_dynamic_linear_matches_ref_and_torch_reference(isa):
 
 
 @pytest.mark.parametrize("isa", FAST_ISAS)
-@pytest.mark.parametrize("n,k", [(768, 768), (96, 3072)])  # every thread packs its own activations / one copy
-def test_results_do_not_depend_on_thread_count(isa, n, k):
+# Every thread packs its own activations / one shared copy / the same in token-tile order.
+@pytest.mark.parametrize("n,k,t", [(768, 768, 200), (96, 3072, 200), (40, 3072, 520)])
+def test_results_do_not_depend_on_thread_count(isa, n, k, t):
     weight_q, scale, bias = weight_with_zeros(n, k, 0.2, "4x1", seed=5)
-    x = codes(k, 200, seed=6)
+    x = codes(k, t, seed=6)
     before = torch.get_num_threads()
     try:
         for pattern in PATTERNS:
