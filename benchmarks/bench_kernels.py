@@ -10,20 +10,20 @@ point's).
 
 Every point is timed in `--rounds` turns (default 3, the order rotated each turn). Per point: `us` (best of the
 repeated calls over the turns: the machine is shared, the minimum is the least disturbed run; `us_median`, the
-median of the turns' medians, is recorded too), `eff_gmacs` (nonzero multiply-accumulates per second),
-`dense_gmacs` (out x in x tokens / time), `pct_peak` (eff_gmacs / peak_gmacs), where `peak_gmacs` is the
-measured 512-bit vpdpbusd peak of this process (or the best variant's probe when AVX-512 VNNI is
-absent) and `isa_peak_gmacs` the probe of the point's own variant. The probes run before and after the points and the
-better of the two counts (a probe that met a slow spell of a shared host once measured half the peak, which doubled
-every point's % of it). Our op times include the per-call
-activation packing; activations are feature-major [in, tokens] (the runtime's layout), torch's
-token-major [tokens, in]. Our ops and torch's fp32 Linear (`torch.addmm`, what `F.linear` runs) write into one output
-tensor allocated before the timing (`out=`), as a serving loop reuses one; torch's dynamic INT8 Linear has no `out=`
-and allocates. `--outputs new` allocates a new output in every call instead: at 3,072 tokens an fp32 output of 28-38 MB
-is then page-faulted afresh (above glibc's 32 MB mmap threshold, freed memory goes back to the system), and that,
-not the GEMM, is much of what the point measures. When the avx2 variant runs, torch's fp32 Linear is also measured with its own
-kernels capped at AVX2 (a subprocess with ATEN_CPU_CAPABILITY / MKL_ENABLE_INSTRUCTIONS / ONEDNN_MAX_CPU_ISA
-set): the peer our avx2 variant meets on a CPU without AVX-512, where torch cannot use 512-bit FMAs either.
+median of the turns' medians, is recorded too), `eff_gmacs` (nonzero multiply-accumulates per second), `dense_gmacs`
+(out x in x tokens / time), `pct_peak` (eff_gmacs / peak_gmacs), where `peak_gmacs` is the measured 512-bit vpdpbusd
+peak of this process (or the best variant's probe when AVX-512 VNNI is absent) and `isa_peak_gmacs` the probe of the
+point's own variant. The probes run before and after the points and the better of the two counts (a probe that met a
+slow spell of a shared host once measured half the peak, which doubled every point's % of it). Our op times include
+the per-call activation packing; activations are feature-major [in, tokens] (the runtime's layout), torch's
+token-major [tokens, in]. Our ops and torch's fp32 Linear (`torch.addmm`, what `F.linear` runs) write into one
+output tensor allocated before the timing (`out=`), as a serving loop reuses one; torch's dynamic INT8 Linear has no
+`out=` and allocates. `--outputs new` allocates a new output in every call instead: the 38 MB fp32 output of 3072 x
+768 at 3,072 tokens is then page-faulted afresh (above glibc's 32 MB mmap threshold, freed memory goes back to the
+system), and that, not the GEMM, is much of what the point measures. When the avx2 variant runs, torch's fp32 Linear
+is also measured with its own kernels capped at AVX2 (a subprocess with ATEN_CPU_CAPABILITY /
+MKL_ENABLE_INSTRUCTIONS / ONEDNN_MAX_CPU_ISA set): the peer our avx2 variant meets on a CPU without AVX-512, where
+torch cannot use 512-bit FMAs either.
 """
 from __future__ import annotations
 
