@@ -119,7 +119,6 @@ def test_out_of_range_op_parameters(kwargs, message):
         ops.quantized_linear(codes(K, T, seed=6), scale, zp, packed(), **kwargs)
 
 
-
 def bad_outs(x, weight):
     """(out, out_scale, message) that the linear ops refuse."""
     return [
