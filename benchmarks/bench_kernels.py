@@ -132,18 +132,18 @@ def linear_operands(out_f, in_f, tokens):
     return torch.randn(out_f, in_f, generator=g), torch.randn(out_f, generator=g), torch.randn(tokens, in_f, generator=g)
 
 
-def torch_linear(out_f, in_f, tokens, outputs):
-    """torch's fp32 Linear as a call: into one reused output (`torch.addmm`, F.linear's own kernel) or a new one."""
-    w, b, x = linear_operands(out_f, in_f, tokens)
+def torch_linear(w, b, x, outputs):
+    """torch's fp32 Linear on linear_operands() as a call: into one reused output (`torch.addmm`, F.linear's own
+    kernel) or a new one."""
     if outputs == "new":
         return lambda: torch.nn.functional.linear(x, w, b)
-    y, w_t = torch.empty(tokens, out_f), w.t()
+    y, w_t = torch.empty(x.shape[0], w.shape[0]), w.t()
     return lambda: torch.addmm(b, x, w_t, out=y)
 
 
 def bench_torch(records, out_f, in_f, tokens, budget_s, base):
     w, b, x = linear_operands(out_f, in_f, tokens)
-    best, median = measure(torch_linear(out_f, in_f, tokens, base["outputs"]), budget_s)
+    best, median = measure(torch_linear(w, b, x, base["outputs"]), budget_s)
     records.append(point(base, "torch_fp32_linear", "dense", "torch", out_f, in_f, tokens, 1.0, best, median,
                          out_f * in_f * tokens))
     qlinear = torch.ao.nn.quantized.dynamic.Linear(in_f, out_f)
@@ -179,7 +179,7 @@ def torch_avx2_worker(spec: str) -> None:
     torch.set_num_threads(args["threads"])
     times = []
     for out_f, in_f, tokens in args["points"]:
-        times.append(measure(torch_linear(out_f, in_f, tokens, args["outputs"]), args["budget"]))
+        times.append(measure(torch_linear(*linear_operands(out_f, in_f, tokens), args["outputs"]), args["budget"]))
     print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "times": times}))
 
 
